@@ -1,0 +1,429 @@
+"""The ``asrbatch`` command line: parse, call one library function, render, map errors to exit codes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+import asrbatch
+from asrbatch.config import Config, load_config
+from asrbatch.errors import AsrbatchError, ExitCode
+from asrbatch.log import close_logging, setup_logging
+from asrbatch.runner import FileOutcome, RunOptions, RunSummary, run_batch
+
+log = logging.getLogger(__name__)
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _load(config_path: Path | None, overrides: dict[str, Any]) -> Config:
+    return load_config(config_path, overrides=overrides)
+
+
+def _verbosity(verbose: int, quiet: bool) -> int:
+    return -1 if quiet else verbose
+
+
+def _stderr_is_tty() -> bool:
+    return sys.stderr.isatty()
+
+
+config_option = click.option(
+    "-c", "--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+    help="YAML config file (default: $ASRBATCH_CONFIG).",
+)
+verbose_option = click.option("-v", "--verbose", count=True, help="More detail on the console (-vv: debug).")
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="Print errors only.")
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(asrbatch.__version__, prog_name="asrbatch")
+def cli() -> None:
+    """Turn folders of recordings into text on your own Gradio speech-recognition server.
+
+    \b
+    Typical use:
+      asrbatch ping --url http://gpu-host:7860
+      asrbatch run /data/recordings -o /data/transcripts
+      asrbatch status -o /data/transcripts
+    """
+
+
+# ----------------------------------------------------------------------------------------------
+# run
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("input_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("-o", "--output", "output_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Transcript folder (default: <INPUT_DIR>_transcripts beside the input).")
+@config_option
+@click.option("--url", help="Server URL (overrides server.url).")
+@click.option("--hotwords", help="Extra hotwords for every recording, comma-separated.")
+@click.option("--min-age", type=float, help="Skip files changed less than this many seconds ago.")
+@click.option("--formats", help="Outputs to write, comma-separated: txt,json,srt,vtt.")
+@click.option("--workers", type=click.IntRange(1, 64), help="Requests in flight at once (default 1).")
+@click.option("--max-files", type=click.IntRange(1), help="Send at most this many recordings; the rest wait.")
+@click.option("--max-runtime", type=click.FloatRange(1), help="Start no new recording after this many seconds.")
+@click.option("--dry-run", is_flag=True, help="List what would be sent and why the rest is skipped; send nothing.")
+@click.option("--force", is_flag=True, help="Redo finished recordings and overwrite existing transcripts.")
+@verbose_option
+@quiet_option
+def run(
+    input_dir: Path,
+    output_dir: Path | None,
+    config_path: Path | None,
+    url: str | None,
+    hotwords: str | None,
+    min_age: float | None,
+    formats: str | None,
+    workers: int | None,
+    max_files: int | None,
+    max_runtime: float | None,
+    dry_run: bool,
+    force: bool,
+    verbose: int,
+    quiet: bool,
+) -> int:
+    """Transcribe new recordings under INPUT_DIR once, then exit (the cron job).
+
+    \b
+    Example:
+      asrbatch run /data/recordings -o /data/transcripts --hotwords "Paraformer,FunASR"
+    """
+    overrides: dict[str, Any] = {
+        "server.url": url,
+        "output.dir": str(output_dir) if output_dir else None,
+        "output.formats": [f.strip() for f in formats.split(",") if f.strip()] if formats else None,
+    }
+    config = _load(config_path, overrides)
+    options = RunOptions(
+        input_dir=input_dir,
+        output_dir=output_dir,
+        force=force,
+        dry_run=dry_run,
+        min_age=min_age,
+        hotwords=tuple(w.strip() for w in (hotwords or "").split(",") if w.strip()),
+        max_files=max_files,
+        max_runtime=max_runtime,
+        workers=workers,
+    )
+    if dry_run:
+        summary = run_batch(config, options)
+        _print_plan(summary)
+        return int(ExitCode.OK)
+
+    output_root = config.output_dir_for(input_dir)
+    state_dir = config.state_dir_for(output_root.expanduser().resolve())
+    setup_logging(
+        log_file=config.log_file_for(state_dir),
+        file_level=config.log.level,
+        verbosity=_verbosity(verbose, quiet),
+        max_bytes=config.log.max_bytes,
+        backups=config.log.backups,
+    )
+    progress = _Progress(enabled=_stderr_is_tty() and not quiet)
+    try:
+        summary = run_batch(config, options, progress=progress)
+    finally:
+        progress.close()
+    _print_summary(summary, quiet=quiet, verbose=verbose)
+    return int(summary.exit_code)
+
+
+class _Progress:
+    """A progress bar on a terminal; nothing otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+
+    def __call__(self, event: str, *, total: int = 0, outcome: FileOutcome | None = None) -> None:
+        if not self.enabled:
+            return
+        if event == "start" and total:
+            self.bar = click.progressbar(length=total, label="transcribing", file=sys.stderr,
+                                         item_show_func=lambda item: item)
+            self.bar.__enter__()
+        elif event == "file" and self.bar is not None and outcome is not None:
+            self.bar.update(1, f"{outcome.outcome} {outcome.key}"[:60])
+        elif event == "end":
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+def _print_plan(summary: RunSummary) -> None:
+    click.echo(f"dry run: {summary.input_dir} -> {summary.output_dir} (nothing is sent)")
+    for decision in summary.plan:
+        verb = {"send": "send", "reuse": "reuse", "rewrite": "rewrite", "skip": "skip"}[decision.action]
+        click.echo(f"{verb:7} {decision.recording.key}  ({decision.reason})")
+    for key, reason in summary.skipped_by_scan:
+        click.echo(f"{'skip':7} {key}  ({reason})")
+    click.echo(
+        f"would send {sum(d.action == 'send' for d in summary.plan)}, "
+        f"reuse {sum(d.action in ('reuse', 'rewrite') for d in summary.plan)}, skip {summary.skipped}"
+    )
+
+
+def _print_summary(summary: RunSummary, *, quiet: bool, verbose: int) -> None:
+    code = summary.exit_code
+    interactive = _stderr_is_tty()
+    if summary.stopped == "server_unavailable":
+        click.echo(f"asrbatch: server unavailable, run stopped with {summary.pending} recording(s) pending: "
+                   f"{summary.stop_message}", err=True)
+    if quiet and code == ExitCode.OK:
+        return
+    if interactive or verbose or code != ExitCode.OK:
+        click.echo(summary.line(), err=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# status / retry / forget
+
+
+def _state_dir(config_path: Path | None, output_dir: Path | None, state_dir: Path | None) -> Path:
+    overrides = {"output.dir": str(output_dir) if output_dir else None,
+                 "state.dir": str(state_dir) if state_dir else None}
+    config = _load(config_path, overrides)
+    if config.state.dir is not None:
+        return config.state.dir.expanduser().resolve()
+    if config.output.dir is None:
+        raise click.UsageError("say which run to look at: -o OUTPUT_DIR, --state-dir DIR, or -c CONFIG "
+                               "with output.dir or state.dir set")
+    return config.state_dir_for(config.output.dir.expanduser().resolve())
+
+
+state_options = [
+    click.option("-o", "--output", "output_dir", type=click.Path(path_type=Path, file_okay=False),
+                 help="The run's output folder (its state is in <OUTPUT>/.asrbatch)."),
+    click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False), help="The state folder itself."),
+    config_option,
+]
+
+
+def with_state_options(func: Any) -> Any:
+    for option in reversed(state_options):
+        func = option(func)
+    return func
+
+
+def _open_ledger(state: Path) -> Any:
+    from asrbatch.ledger import Ledger
+
+    path = state / "ledger.sqlite3"
+    if not path.exists():
+        raise AsrbatchError(f"no ledger at {path}", hint="has `asrbatch run` been run with this output folder?")
+    return Ledger.open(path)
+
+
+@cli.command(context_settings=CONTEXT)
+@with_state_options
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.option("--days", type=click.IntRange(0), default=7, show_default=True, help="Days in the per-day view.")
+def status(output_dir: Path | None, state_dir: Path | None, config_path: Path | None, as_json: bool,
+           days: int) -> int:
+    """Show what the ledger knows: counts by outcome, the last run, failed files.
+
+    \b
+    Example:
+      asrbatch status -o /data/transcripts
+    """
+    from asrbatch.report import build_status
+
+    state = _state_dir(config_path, output_dir, state_dir)
+    with _open_ledger(state) as ledger:
+        report = build_status(ledger, days=days)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+        return 0
+    counts = report["counts"]
+    click.echo(f"ledger: {state / 'ledger.sqlite3'}")
+    click.echo("recordings: " + (", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "none")
+               + f" (audio {report['audio_hours']:.2f} h)")
+    last = report["last_run"]
+    if last:
+        s = last["summary"]
+        click.echo(
+            f"last run: #{last['id']} {last['started_at']} {last['status']} exit={last['exit_code']}"
+            + (f" found={s.get('found')} done={s.get('done')} failed={s.get('failed')}" if "found" in s else "")
+        )
+    else:
+        click.echo("last run: none")
+    if report["daily"]:
+        click.echo("per day:")
+        for day in report["daily"]:
+            reasons = "; ".join(f"{n}x {r}" for r, n in sorted(day["failures"].items(), key=lambda x: -x[1])[:3])
+            click.echo(
+                f"  {day['day']}  files={day['files']} done={day['done']} empty={day['empty']} "
+                f"failed={day['failed']} audio_h={day['audio_seconds'] / 3600:.2f}"
+                + (f"  ({reasons})" if reasons else "")
+            )
+    if report["failed"]:
+        click.echo("failed:")
+        for f in report["failed"]:
+            kind = "permanent" if f["permanent"] else f"runs={f['failed_runs']}"
+            click.echo(f"  {f['path']}  attempts={f['attempts']} {kind}  {f['error']}")
+    return 0
+
+
+@cli.command(context_settings=CONTEXT)
+@with_state_options
+@click.argument("paths", nargs=-1)
+def retry(output_dir: Path | None, state_dir: Path | None, config_path: Path | None, paths: Sequence[str]) -> int:
+    """Put failed recordings back in line for the next run (all of them, or PATHS).
+
+    PATHS are relative to the input folder, as `asrbatch status` shows them; a folder
+    means everything under it.
+
+    \b
+    Example:
+      asrbatch retry -o /data/transcripts
+    """
+    state = _state_dir(config_path, output_dir, state_dir)
+    with _open_ledger(state) as ledger:
+        reset = ledger.retry([p.strip("/") for p in paths] if paths else None)
+    for key in reset:
+        click.echo(f"retry {key}")
+    click.echo(f"{len(reset)} recording(s) will be tried again on the next run")
+    return 0
+
+
+@cli.command(context_settings=CONTEXT)
+@with_state_options
+@click.argument("paths", nargs=-1, required=True)
+def forget(output_dir: Path | None, state_dir: Path | None, config_path: Path | None, paths: Sequence[str]) -> int:
+    """Drop the ledger records of PATHS (relative to the input folder; a folder drops everything under it).
+
+    The next run treats them as new. Transcript files are left where they are.
+
+    \b
+    Example:
+      asrbatch forget -o /data/transcripts "2024-05/call 17.wav"
+    """
+    state = _state_dir(config_path, output_dir, state_dir)
+    with _open_ledger(state) as ledger:
+        dropped = ledger.forget([p.strip("/") for p in paths])
+    for key in dropped:
+        click.echo(f"forgot {key}")
+    if not dropped:
+        click.echo("no matching records", err=True)
+        return int(ExitCode.USAGE)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# ping / serve / demo
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--url", help="Server URL (overrides server.url).")
+@config_option
+@click.option("--deep", is_flag=True, help="Also transcribe a short clip end to end and time it.")
+def ping(url: str | None, config_path: Path | None, deep: bool) -> int:
+    """Check the server: reachable, Gradio version and protocol, recognition function present.
+
+    Prints one line and exits 0 when everything is right.
+
+    \b
+    Example:
+      asrbatch ping --url http://127.0.0.1:7860 --deep
+    """
+    from asrbatch.transport import ping as ping_server
+
+    config = _load(config_path, {"server.url": url})
+    clip = Path(__file__).parent / "data" / "ping.wav" if deep else None
+    result = ping_server(config.server, deep=deep, clip=clip)
+    click.echo(result.line())
+    return 0
+
+
+@cli.command(context_settings={**CONTEXT, "ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("server_args", nargs=-1, type=click.UNPROCESSED)
+def serve(server_args: Sequence[str]) -> int:
+    """Start the reference Gradio ASR WebUI (needs `pip install 'asrbatch[server]'`).
+
+    Arguments go to the server; `asrbatch serve --help` lists them.
+
+    \b
+    Example:
+      asrbatch serve --engine sphinx --port 7860
+    """
+    try:
+        from asrbatch.server import main as server_main
+    except ImportError as exc:
+        raise AsrbatchError(f"the reference server cannot start: {exc}",
+                            hint="install it with: pip install 'asrbatch[server]'") from exc
+    return int(server_main(list(server_args)))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--samples", type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="Folder of recordings (default: the samples shipped with asrbatch).")
+@click.option("-o", "--output", "output_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Where the transcripts go (default: ./demo-output).")
+@click.option("--engine", default="sphinx", show_default=True, help="Engine of the local reference server.")
+def demo(samples: Path | None, output_dir: Path | None, engine: str) -> int:
+    """Run the whole job on its embedded default: a local reference server over the sample recordings.
+
+    Starts the server (sphinx engine, CPU), transcribes the samples, prints each
+    transcript and the run summary, and stops the server.
+
+    \b
+    Example:
+      asrbatch demo
+    """
+    from asrbatch.demo import run_demo
+
+    result = run_demo(samples=samples, output_dir=output_dir or Path("demo-output"), engine=engine,
+                      echo=click.echo)
+    return int(result.exit_code)
+
+
+# ----------------------------------------------------------------------------------------------
+# entry point and the one place errors become exit codes
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit code (see :class:`asrbatch.errors.ExitCode`)."""
+    try:
+        code = cli.main(args=list(argv) if argv is not None else None, prog_name="asrbatch", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("asrbatch: interrupted", err=True)
+        code = 130
+    except click.ClickException as exc:
+        exc.show()
+        code = ExitCode.USAGE
+    except AsrbatchError as exc:
+        for line in getattr(exc, "problems", None) or [exc.message]:
+            click.echo(f"asrbatch: error: {line}", err=True)
+        if exc.hint:
+            click.echo(f"asrbatch: {exc.hint}", err=True)
+        log.debug("traceback", exc_info=True)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("asrbatch: interrupted", err=True)
+        code = 130
+    except Exception:  # a bug: crash loudly, with a code that no expected outcome uses
+        traceback.print_exc()
+        click.echo("asrbatch: internal error (this is a bug; please report it with the traceback above)", err=True)
+        code = ExitCode.INTERNAL
+    finally:
+        close_logging()
+    return int(code or 0)
+
+
+def entry() -> None:
+    sys.exit(main())

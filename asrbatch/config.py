@@ -1,0 +1,466 @@
+"""Configuration: YAML file + ``ASRBATCH_*`` environment + command-line flags -> one frozen Config.
+
+Precedence, highest first: flags, environment, file, defaults.  Every problem is
+reported with its key path (``server.connect_timeout: must be > 0``) and unknown
+keys are rejected.  After :func:`load_config` returns, nothing reads the
+environment or the YAML file again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from asrbatch.errors import ConfigError
+
+ENV_PREFIX = "ASRBATCH_"
+CONFIG_ENV = "ASRBATCH_CONFIG"
+"""Environment variable naming the config file when ``-c`` is not given."""
+PASSWORD_ENV = "ASRBATCH_PASSWORD"
+"""Default environment variable holding the Gradio login password."""
+
+DEFAULT_EXTENSIONS = (
+    "wav", "mp3", "flac", "m4a", "ogg", "aac", "opus", "wma", "amr", "webm", "mp4", "mkv", "mov",
+)
+DEFAULT_TEMPLATE = (None, "<audio>", "<batch_size>", "<hotwords>")
+TEMPLATE_PLACEHOLDERS = ("<audio>", "<batch_size>", "<hotwords>")
+OUTPUT_FORMATS = ("txt", "json", "srt", "vtt")
+
+
+def _doc(text: str, **kwargs: Any) -> Any:
+    return field(metadata={"doc": text}, **kwargs)
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    attempts: int = _doc("Tries per request before giving up (1 = no retry).", default=4)
+    initial_wait: float = _doc("Seconds before the first retry; doubles each time.", default=1.0)
+    max_wait: float = _doc("Longest wait between two tries, in seconds.", default=30.0)
+    jitter: float = _doc("Random seconds (0..jitter) added to each wait.", default=1.0)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    url: str = _doc("Base URL of the Gradio ASR WebUI.", default="http://127.0.0.1:7860")
+    fn_index: int | None = _doc(
+        "Index of the recognition function in the app's /config (the WebUI's first button is 0).",
+        default=0,
+    )
+    api_name: str | None = _doc(
+        "Name of the recognition endpoint (Gradio 4+); when set it wins over fn_index.", default=None
+    )
+    input_template: tuple[Any, ...] = _doc(
+        "Arguments sent to the function; the placeholders <audio>, <batch_size> and <hotwords> are "
+        "filled in, anything else is sent as written.",
+        default=DEFAULT_TEMPLATE,
+    )
+    output_index: int = _doc("Which of the function's outputs holds the text.", default=0)
+    batch_size: int = _doc("Value sent for <batch_size>.", default=1)
+    hotword_separator: str = _doc("Separator used to join hotwords into <hotwords>.", default=",")
+    username: str | None = _doc("Gradio login user name (password comes from password_env).", default=None)
+    password_env: str = _doc("Environment variable holding the Gradio login password.", default=PASSWORD_ENV)
+    verify_tls: bool | str = _doc(
+        "Verify HTTPS certificates: true, false, or the path of a CA bundle.", default=True
+    )
+    connect_timeout: float = _doc("Seconds to wait for a connection.", default=5.0)
+    read_timeout: float = _doc("Base seconds to wait for an answer.", default=60.0)
+    read_timeout_per_audio_second: float = _doc(
+        "Seconds added to the read timeout and the deadline per second of audio sent.", default=1.0
+    )
+    deadline: float = _doc(
+        "Base overall seconds allowed for one recognition, streamed results included.", default=300.0
+    )
+    retry: RetryConfig = _doc("Retries of transient failures.", default_factory=RetryConfig)
+    password: str | None = field(default=None, repr=False, metadata={"internal": True})
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    recursive: bool = _doc("Look into sub-folders.", default=True)
+    extensions: tuple[str, ...] = _doc("File extensions taken as recordings (any case).", default=DEFAULT_EXTENSIONS)
+    min_age: float = _doc(
+        "Seconds since a file's last change before it is picked up (a file being copied in is skipped).",
+        default=60.0,
+    )
+    hotwords_file: str = _doc(
+        "Name of a per-folder hotword file (one per line) merged into that folder's hotwords.",
+        default="hotwords.txt",
+    )
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    dir: Path | None = _doc(
+        "Where transcripts go, mirroring the input tree. Default: a sibling of the input folder "
+        "named <input>_transcripts.",
+        default=None,
+    )
+    formats: tuple[str, ...] = _doc("Files written per recording: txt, json, srt, vtt.", default=("txt",))
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    dir: Path | None = _doc("Folder of the ledger, lock and log. Default: <output>/.asrbatch.", default=None)
+    max_runs: int = _doc(
+        "Runs in which a file that failed transiently is tried again before it waits for `asrbatch retry`.",
+        default=3,
+    )
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    convert: bool = _doc(
+        "Decode and send 16-bit mono WAV at sample_rate; false sends the original bytes unchanged.",
+        default=True,
+    )
+    sample_rate: int = _doc("Sample rate sent to the server, in Hz.", default=16000)
+    channels: Literal["mix", "split"] = _doc(
+        "mix: down-mix to mono; split: transcribe each channel separately (call-centre stereo).",
+        default="mix",
+    )
+    split_above: float = _doc("Recordings longer than this many seconds are sent in chunks.", default=300.0)
+    max_chunk: float = _doc("Longest chunk, in seconds.", default=60.0)
+    min_silence: float = _doc("Shortest pause, in seconds, where a chunk may end.", default=0.3)
+    silence_threshold: float = _doc("Level in dBFS below which audio counts as silence.", default=-40.0)
+    overlap: float = _doc("Seconds of overlap when a chunk must be cut where there is no pause.", default=1.0)
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    file: Path | None = _doc("Log file. Default: <state>/asrbatch.log.", default=None)
+    max_bytes: int = _doc("Rotate the log file above this size.", default=5_000_000)
+    backups: int = _doc("Rotated log files kept.", default=5)
+    level: Literal["debug", "info", "warning"] = _doc("Level written to the log file.", default="info")
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = _doc("The ASR server.", default_factory=ServerConfig)
+    input: InputConfig = _doc("What is picked up from the input folder.", default_factory=InputConfig)
+    output: OutputConfig = _doc("Where transcripts are written.", default_factory=OutputConfig)
+    state: StateConfig = _doc("Run state: ledger, lock, log.", default_factory=StateConfig)
+    audio: AudioConfig = _doc("How recordings are prepared before sending.", default_factory=AudioConfig)
+    log: LogConfig = _doc("Log file.", default_factory=LogConfig)
+    hotwords: tuple[str, ...] = _doc("Hotwords sent with every recording.", default=())
+    source: Path | None = field(default=None, metadata={"internal": True})
+
+    def output_dir_for(self, input_dir: Path) -> Path:
+        """The output folder for *input_dir*: configured, or ``<input>_transcripts`` beside it."""
+        if self.output.dir is not None:
+            return self.output.dir
+        input_dir = input_dir.resolve()
+        return input_dir.with_name(input_dir.name + "_transcripts")
+
+    def state_dir_for(self, output_dir: Path) -> Path:
+        return self.state.dir if self.state.dir is not None else output_dir / ".asrbatch"
+
+    def log_file_for(self, state_dir: Path) -> Path:
+        return self.log.file if self.log.file is not None else state_dir / "asrbatch.log"
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and validation
+
+
+def load_config(
+    path: Path | str | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the Config from *path* (or ``$ASRBATCH_CONFIG``), the environment and *overrides*.
+
+    *overrides* maps dotted key paths (``"server.url"``) to values from flags;
+    ``None`` values are ignored.  Raises :class:`ConfigError` listing every problem.
+    """
+    env = dict(os.environ if env is None else env)
+    if path is None and env.get(CONFIG_ENV):
+        path = env[CONFIG_ENV]
+    data: dict[str, Any] = {}
+    source = None
+    if path is not None:
+        source = Path(path).expanduser()
+        data = read_yaml(source)
+    problems: list[str] = []
+    _apply_environment(data, env, problems)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_path(data, key.split("."), value)
+    config = _build(Config, data, "", problems)
+    if config is not None:
+        password = None
+        if config.server.username:
+            password = env.get(config.server.password_env)
+            if password is None:
+                problems.append(
+                    f"server.username: set, but the password variable {config.server.password_env} is not"
+                )
+        problems.extend(_cross_checks(config))
+    if problems or config is None:
+        where = f" in {source}" if source else ""
+        raise ConfigError(problems, hint=f"fix the configuration{where}; see config.example.yaml")
+    server = dataclasses.replace(config.server, password=password)
+    return dataclasses.replace(config, server=server, source=source)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return data
+
+
+def iter_keys(cls: type = Config, prefix: str = "") -> typing.Iterator[tuple[str, dataclasses.Field[Any], Any]]:
+    """Yield ``(dotted key, field, type)`` for every leaf key of the schema."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("internal"):
+            continue
+        hint = hints[f.name]
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(hint):
+            yield from iter_keys(typing.cast(type, hint), key + ".")
+        else:
+            yield key, f, hint
+
+
+def env_name(key: str) -> str:
+    """``server.read_timeout`` -> ``ASRBATCH_SERVER_READ_TIMEOUT``."""
+    return ENV_PREFIX + key.replace(".", "_").upper()
+
+
+_SPECIAL_ENV = {CONFIG_ENV, PASSWORD_ENV, "ASRBATCH_SERVER_USERNAME_ENV", "ASRBATCH_TEST_CACHE"}
+
+
+def _apply_environment(data: dict[str, Any], env: Mapping[str, str], problems: list[str]) -> None:
+    known = {env_name(key): key for key, _, _ in iter_keys()}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or name in _SPECIAL_ENV or name.startswith("ASRBATCH_SERVER_PASSWORD"):
+            continue
+        key = known.get(name)
+        if key is None:
+            # Variables of the reference server and the test harness share the prefix.
+            if name.startswith(("ASRBATCH_SERVER_", "ASRBATCH_ENGINE", "ASRBATCH_HOST", "ASRBATCH_PORT",
+                                "ASRBATCH_MODEL", "ASRBATCH_DEVICE", "ASRBATCH_TEST", "ASRBATCH_PYTHON",
+                                "ASRBATCH_MAX_FILE_SIZE", "ASRBATCH_TEMP_DIR", "ASRBATCH_CONCURRENCY")):
+                continue
+            problems.append(f"{name}: unknown environment variable (known: see config.example.yaml)")
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, (dict,)):
+            problems.append(f"{name}: expected a single value or a list, not a mapping")
+            continue
+        if isinstance(value, str) and "," in value and _is_sequence_key(key):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        _set_path(data, key.split("."), value)
+
+
+def _is_sequence_key(key: str) -> bool:
+    for k, _, hint in iter_keys():
+        if k == key:
+            return typing.get_origin(hint) is tuple
+    return False
+
+
+def _set_path(data: dict[str, Any], parts: list[str], value: Any) -> None:
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def _build(cls: type, data: Any, prefix: str, problems: list[str]) -> Any:
+    where = prefix.rstrip(".") or "config"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        problems.append(f"{where}: must be a mapping, not {type(data).__name__}")
+        return None
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    for key in data:
+        if key not in fields:
+            near = ", ".join(sorted(fields))
+            problems.append(f"{prefix}{key}: unknown key (known here: {near})")
+    values: dict[str, Any] = {}
+    for name, f in fields.items():
+        hint = hints[name]
+        key = f"{prefix}{name}"
+        if dataclasses.is_dataclass(hint):
+            built = _build(typing.cast(type, hint), data.get(name), key + ".", problems)
+            if built is not None:
+                values[name] = built
+            continue
+        if name not in data:
+            continue
+        ok, converted = _convert(data[name], hint, key, problems)
+        if ok:
+            values[name] = converted
+    try:
+        return cls(**values)
+    except TypeError as exc:  # pragma: no cover - schema bug, not user error
+        raise AssertionError(f"config schema for {cls.__name__}: {exc}") from exc
+
+
+def _convert(value: Any, hint: Any, key: str, problems: list[str]) -> tuple[bool, Any]:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return True, None
+        errors: list[str] = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            ok, converted = _convert(value, arg, key, errors)
+            if ok:
+                return True, converted
+        problems.append(errors[0] if len(errors) == 1 else f"{key}: {_describe(value)} is not {_type_name(hint)}")
+        return False, None
+    if origin is Literal:
+        if value in args:
+            return True, value
+        problems.append(f"{key}: must be one of {', '.join(map(str, args))}, not {value!r}")
+        return False, None
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            problems.append(f"{key}: must be a list, not {_describe(value)}")
+            return False, None
+        if len(args) == 2 and args[1] is Ellipsis:
+            item_type = args[0]
+            out = []
+            good = True
+            for i, item in enumerate(value):
+                ok, converted = _convert(item, item_type, f"{key}[{i}]", problems)
+                good = good and ok
+                out.append(converted)
+            return good, tuple(out)
+        return True, tuple(value)
+    if hint is Any:
+        return True, value
+    if hint is bool:
+        if isinstance(value, bool):
+            return True, value
+        problems.append(f"{key}: must be true or false, not {_describe(value)}")
+        return False, None
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return True, value
+        problems.append(f"{key}: must be a whole number, not {_describe(value)}")
+        return False, None
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True, float(value)
+        problems.append(f"{key}: must be a number, not {_describe(value)}")
+        return False, None
+    if hint is str:
+        if isinstance(value, str):
+            return True, value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True, str(value)
+        problems.append(f"{key}: must be text, not {_describe(value)}")
+        return False, None
+    if hint is Path:
+        if isinstance(value, (str, Path)) and str(value).strip():
+            return True, Path(value).expanduser()
+        problems.append(f"{key}: must be a path, not {_describe(value)}")
+        return False, None
+    raise AssertionError(f"config schema: unsupported type {hint!r} at {key}")  # pragma: no cover
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "empty"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _type_name(hint: Any) -> str:
+    return " or ".join(getattr(a, "__name__", str(a)) for a in typing.get_args(hint) if a is not type(None))
+
+
+def _cross_checks(config: Config) -> list[str]:
+    problems: list[str] = []
+    s = config.server
+    if not s.url.startswith(("http://", "https://")):
+        problems.append(f"server.url: must start with http:// or https://, not {s.url!r}")
+    if s.fn_index is None and not s.api_name:
+        problems.append("server.fn_index: set fn_index or api_name")
+    if s.fn_index is not None and s.fn_index < 0:
+        problems.append("server.fn_index: must be >= 0")
+    if s.output_index < 0:
+        problems.append("server.output_index: must be >= 0")
+    if "<audio>" not in s.input_template:
+        problems.append("server.input_template: must contain the <audio> placeholder")
+    if not 1 <= s.batch_size <= 10_000:
+        problems.append("server.batch_size: must be >= 1")
+    for name in ("connect_timeout", "read_timeout", "deadline"):
+        if getattr(s, name) <= 0:
+            problems.append(f"server.{name}: must be > 0")
+    if s.read_timeout_per_audio_second < 0:
+        problems.append("server.read_timeout_per_audio_second: must be >= 0")
+    r = s.retry
+    if r.attempts < 1:
+        problems.append("server.retry.attempts: must be >= 1")
+    for name in ("initial_wait", "max_wait", "jitter"):
+        if getattr(r, name) < 0:
+            problems.append(f"server.retry.{name}: must be >= 0")
+    if isinstance(s.verify_tls, str) and not Path(s.verify_tls).expanduser().exists():
+        problems.append(f"server.verify_tls: CA bundle {s.verify_tls} does not exist")
+    i = config.input
+    if not i.extensions:
+        problems.append("input.extensions: must list at least one extension")
+    if i.min_age < 0:
+        problems.append("input.min_age: must be >= 0")
+    for fmt in config.output.formats:
+        if fmt not in OUTPUT_FORMATS:
+            problems.append(f"output.formats: unknown format {fmt!r} (known: {', '.join(OUTPUT_FORMATS)})")
+    if "txt" not in config.output.formats and config.output.formats:
+        pass  # any non-empty subset is allowed
+    if not config.output.formats:
+        problems.append("output.formats: must list at least one format")
+    if config.state.max_runs < 1:
+        problems.append("state.max_runs: must be >= 1")
+    a = config.audio
+    if not 8000 <= a.sample_rate <= 192_000:
+        problems.append("audio.sample_rate: must be between 8000 and 192000")
+    if a.max_chunk < 5:
+        problems.append("audio.max_chunk: must be >= 5 seconds")
+    if a.split_above < a.max_chunk:
+        problems.append("audio.split_above: must be >= audio.max_chunk")
+    if a.overlap < 0 or a.overlap >= a.max_chunk / 2:
+        problems.append("audio.overlap: must be >= 0 and less than half of audio.max_chunk")
+    if a.min_silence <= 0:
+        problems.append("audio.min_silence: must be > 0")
+    if a.silence_threshold >= 0:
+        problems.append("audio.silence_threshold: must be below 0 dBFS")
+    if config.log.max_bytes < 10_000:
+        problems.append("log.max_bytes: must be >= 10000")
+    if config.log.backups < 0:
+        problems.append("log.backups: must be >= 0")
+    return problems

@@ -1,0 +1,121 @@
+"""The embedded default job: a local reference server over the sample recordings.
+
+``asrbatch demo`` starts ``python -m asrbatch.server`` (sphinx engine, CPU, 127.0.0.1, a free
+port), runs one batch pass over the shipped samples, prints each transcript and the run
+summary, and stops the server.  It exercises the same code path as a cron run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from asrbatch.config import Config, RetryConfig, ServerConfig, load_config
+from asrbatch.errors import AsrbatchError, ExitCode, ServerUnavailableError
+from asrbatch.runner import RunOptions, RunSummary, run_batch
+from asrbatch.transport import Client
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+START_TIMEOUT = 180.0
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    summary: RunSummary
+    transcripts: dict[str, str]
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return self.summary.exit_code
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_demo(
+    *,
+    samples: Path | None = None,
+    output_dir: Path = Path("demo-output"),
+    engine: str = "sphinx",
+    echo: Callable[[str], None] = print,
+) -> DemoResult:
+    """Start a local reference server, transcribe *samples* into *output_dir*, stop the server."""
+    samples = samples or SAMPLES
+    if not samples.is_dir():
+        raise AsrbatchError(f"sample folder {samples} not found", hint="pass --samples DIR")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_file = tempfile.NamedTemporaryFile(prefix="asrbatch-demo-server-", suffix=".log", delete=False)
+    echo(f"starting the reference server ({engine} engine) on {url} ...")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "asrbatch.server", "--engine", engine, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,
+    )
+    try:
+        _wait_until_up(url, process, Path(log_file.name))
+        config: Config = load_config(None, env={}, overrides={"server.url": url})
+        config = dataclasses.replace(config, input=dataclasses.replace(config.input, min_age=0.0))
+        echo(f"transcribing {samples} -> {output_dir}")
+        summary = run_batch(config, RunOptions(input_dir=samples, output_dir=output_dir, min_age=0.0))
+    finally:
+        _stop(process)
+        log_file.close()
+    transcripts = {}
+    for txt in sorted(summary.output_dir.rglob("*.txt")):
+        if ".asrbatch" in txt.parts:
+            continue
+        rel = txt.relative_to(summary.output_dir).as_posix()
+        transcripts[rel] = txt.read_text(encoding="utf-8").strip()
+        echo(f"--- {rel}\n{transcripts[rel] or '(silence)'}")
+    echo(summary.line())
+    Path(log_file.name).unlink(missing_ok=True)
+    return DemoResult(summary, transcripts)
+
+
+def _wait_until_up(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    settings = ServerConfig(url=url, connect_timeout=2.0, read_timeout=5.0, retry=RetryConfig(attempts=1))
+    deadline = time.monotonic() + START_TIMEOUT
+    delay = 0.2
+    while True:
+        if process.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise AsrbatchError(f"the reference server exited with status {process.returncode}:\n{tail}",
+                                hint="is the server extra installed? pip install 'asrbatch[server]'")
+        try:
+            with Client(settings) as client:
+                client.probe()
+            return
+        except ServerUnavailableError:
+            if time.monotonic() > deadline:
+                raise AsrbatchError(f"the reference server did not answer within {START_TIMEOUT:.0f}s") from None
+            time.sleep(delay)
+            delay = min(delay * 1.5, 2.0)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=15)
+    except (subprocess.TimeoutExpired, ProcessLookupError):
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()

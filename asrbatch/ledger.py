@@ -1,0 +1,612 @@
+"""The processed-ledger: SQLite state of every recording, chunk and run.
+
+One row per recording, keyed by its path relative to the input root.  The
+schema is built by ordered migration functions recorded in ``migrations``.
+Success is recorded only after the transcript files are in place; before they
+are written, the expected output hashes are stored so that a crash between the
+rename and the record is recognised by the next run as our own file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+DONE = "done"
+EMPTY = "empty"
+FAILED = "failed"
+PENDING = "pending"
+FINISHED_OUTCOMES = (DONE, EMPTY)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What the ledger knows about one recording."""
+
+    key: str
+    size: int
+    mtime_ns: int
+    sha256: str | None
+    outcome: str
+    permanent: bool
+    attempts: int
+    failed_runs: int
+    error: str | None
+    outputs: dict[str, str]
+    """Format -> output path relative to the output folder."""
+    output_hashes: dict[str, str]
+    """Output path -> sha256 of the content written (or about to be written)."""
+    result: dict[str, Any] | None
+    audio_seconds: float | None
+    server_seconds: float | None
+    updated_at: str
+    done_at: str | None
+
+    @property
+    def finished(self) -> bool:
+        return self.outcome in FINISHED_OUTCOMES
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: int
+    started_at: str
+    finished_at: str | None
+    status: str
+    exit_code: int | None
+    input_dir: str
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    channel: int
+    index: int
+    start: float
+    end: float
+    text: str
+    server_seconds: float
+    attempts: int
+
+
+# ----------------------------------------------------------------------------------------------
+# Migrations: append only, never edit one that has shipped.
+
+
+def _m001_initial(db: sqlite3.Connection) -> None:
+    db.executescript(
+        """
+        CREATE TABLE recordings (
+            key            TEXT PRIMARY KEY,
+            size           INTEGER NOT NULL,
+            mtime_ns       INTEGER NOT NULL,
+            sha256         TEXT,
+            outcome        TEXT NOT NULL,
+            permanent      INTEGER NOT NULL DEFAULT 0,
+            attempts       INTEGER NOT NULL DEFAULT 0,
+            failed_runs    INTEGER NOT NULL DEFAULT 0,
+            error          TEXT,
+            outputs        TEXT NOT NULL DEFAULT '{}',
+            output_hashes  TEXT NOT NULL DEFAULT '{}',
+            result         TEXT,
+            audio_seconds  REAL,
+            server_seconds REAL,
+            first_seen     TEXT NOT NULL,
+            updated_at     TEXT NOT NULL,
+            done_at        TEXT,
+            last_run       INTEGER
+        );
+        CREATE INDEX recordings_sha256 ON recordings (sha256);
+        CREATE INDEX recordings_outcome ON recordings (outcome);
+        CREATE TABLE runs (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            started_at  TEXT NOT NULL,
+            finished_at TEXT,
+            status      TEXT NOT NULL,
+            exit_code   INTEGER,
+            input_dir   TEXT NOT NULL,
+            pid         INTEGER,
+            host        TEXT,
+            summary     TEXT NOT NULL DEFAULT '{}'
+        );
+        """
+    )
+
+
+def _m002_chunks(db: sqlite3.Connection) -> None:
+    db.executescript(
+        """
+        CREATE TABLE chunks (
+            key            TEXT NOT NULL,
+            sha256         TEXT NOT NULL,
+            plan           TEXT NOT NULL,
+            channel        INTEGER NOT NULL,
+            idx            INTEGER NOT NULL,
+            start          REAL NOT NULL,
+            end            REAL NOT NULL,
+            text           TEXT NOT NULL,
+            server_seconds REAL NOT NULL,
+            attempts       INTEGER NOT NULL,
+            PRIMARY KEY (key, sha256, plan, channel, idx)
+        );
+        """
+    )
+
+
+def _m003_events(db: sqlite3.Connection) -> None:
+    # One row per file outcome per run: the per-day report reads it.
+    db.executescript(
+        """
+        CREATE TABLE events (
+            id             INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id         INTEGER,
+            at             TEXT NOT NULL,
+            key            TEXT NOT NULL,
+            outcome        TEXT NOT NULL,
+            error          TEXT,
+            audio_seconds  REAL,
+            server_seconds REAL,
+            attempts       INTEGER
+        );
+        CREATE INDEX events_at ON events (at);
+        """
+    )
+
+
+MIGRATIONS: Sequence[tuple[str, Callable[[sqlite3.Connection], None]]] = (
+    ("001_initial", _m001_initial),
+    ("002_chunks", _m002_chunks),
+    ("003_events", _m003_events),
+)
+
+
+class LedgerError(Exception):
+    pass
+
+
+class Ledger:
+    """SQLite ledger; safe to share between the run's threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(str(path), timeout=30, check_same_thread=False, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"{path}: cannot open ledger: {exc}") from exc
+        self._lock = threading.RLock()
+        self.migrate()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path) -> Ledger:
+        return cls(path)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+
+    def migrate(self) -> list[str]:
+        """Apply the migrations not yet recorded; return their names."""
+        applied: list[str] = []
+        with self._tx() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+            done = {row[0] for row in db.execute("SELECT name FROM migrations")}
+            known = {name for name, _ in MIGRATIONS}
+            unknown = done - known
+            if unknown:
+                raise LedgerError(
+                    f"{self.path}: written by a newer asrbatch (migrations {', '.join(sorted(unknown))}); upgrade asrbatch"
+                )
+            for name, migration in MIGRATIONS:
+                if name not in done:
+                    migration(db)
+                    db.execute("INSERT INTO migrations (name, applied_at) VALUES (?, ?)", (name, _now()))
+                    applied.append(name)
+        return applied
+
+    def migrations(self) -> list[str]:
+        with self._lock:
+            return [row[0] for row in self._db.execute("SELECT name FROM migrations ORDER BY name")]
+
+    # -- lookups ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _entry(row: sqlite3.Row) -> Entry:
+        return Entry(
+            key=row["key"],
+            size=row["size"],
+            mtime_ns=row["mtime_ns"],
+            sha256=row["sha256"],
+            outcome=row["outcome"],
+            permanent=bool(row["permanent"]),
+            attempts=row["attempts"],
+            failed_runs=row["failed_runs"],
+            error=row["error"],
+            outputs=json.loads(row["outputs"]),
+            output_hashes=json.loads(row["output_hashes"]),
+            result=json.loads(row["result"]) if row["result"] else None,
+            audio_seconds=row["audio_seconds"],
+            server_seconds=row["server_seconds"],
+            updated_at=row["updated_at"],
+            done_at=row["done_at"],
+        )
+
+    def get(self, key: str) -> Entry | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM recordings WHERE key = ?", (key,)).fetchone()
+        return self._entry(row) if row else None
+
+    def stats_by_key(self) -> dict[str, tuple[int, int, str]]:
+        """``key -> (size, mtime_ns, outcome)`` for every recording, in one query (cheap skip)."""
+        with self._lock:
+            rows = self._db.execute("SELECT key, size, mtime_ns, outcome FROM recordings").fetchall()
+        return {row[0]: (row[1], row[2], row[3]) for row in rows}
+
+    def entries(self, keys: Iterable[str] | None = None) -> dict[str, Entry]:
+        with self._lock:
+            if keys is None:
+                rows = self._db.execute("SELECT * FROM recordings ORDER BY key").fetchall()
+            else:
+                wanted = list(keys)
+                rows = []
+                for start in range(0, len(wanted), 500):
+                    batch = wanted[start : start + 500]
+                    marks = ",".join("?" * len(batch))
+                    rows.extend(self._db.execute(f"SELECT * FROM recordings WHERE key IN ({marks})", batch))
+        return {row["key"]: self._entry(row) for row in rows}
+
+    def find_by_hash(self, sha256: str, *, exclude_key: str | None = None) -> Entry | None:
+        """A finished recording with this content and a stored result, if any."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM recordings WHERE sha256 = ? AND outcome IN (?, ?) AND result IS NOT NULL"
+                " AND key IS NOT ? ORDER BY done_at LIMIT 1",
+                (sha256, DONE, EMPTY, exclude_key),
+            ).fetchone()
+        return self._entry(row) if row else None
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def begin_run(self, input_dir: Path) -> int:
+        """Start a run; runs left 'running' by a crashed process are marked 'interrupted'."""
+        with self._tx() as db:
+            db.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
+            cur = db.execute(
+                "INSERT INTO runs (started_at, status, input_dir, pid, host) VALUES (?, 'running', ?, ?, ?)",
+                (_now(), str(input_dir), os.getpid(), socket.gethostname()),
+            )
+            return int(cur.lastrowid or 0)
+
+    def finish_run(self, run_id: int, *, status: str, exit_code: int, summary: dict[str, Any]) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE runs SET finished_at = ?, status = ?, exit_code = ?, summary = ? WHERE id = ?",
+                (_now(), status, exit_code, json.dumps(summary, sort_keys=True), run_id),
+            )
+
+    def last_run(self) -> RunRecord | None:
+        runs = self.runs(limit=1)
+        return runs[0] if runs else None
+
+    def runs(self, limit: int | None = None) -> list[RunRecord]:
+        sql = "SELECT * FROM runs ORDER BY id DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self._lock:
+            rows = self._db.execute(sql).fetchall()
+        return [
+            RunRecord(
+                id=row["id"],
+                started_at=row["started_at"],
+                finished_at=row["finished_at"],
+                status=row["status"],
+                exit_code=row["exit_code"],
+                input_dir=row["input_dir"],
+                summary=json.loads(row["summary"] or "{}"),
+            )
+            for row in rows
+        ]
+
+    # -- recording outcomes ---------------------------------------------------------------------
+
+    def _upsert(self, db: sqlite3.Connection, key: str, values: dict[str, Any]) -> None:
+        now = _now()
+        values = {**values, "updated_at": now}
+        existing = db.execute("SELECT 1 FROM recordings WHERE key = ?", (key,)).fetchone()
+        if existing:
+            sets = ", ".join(f"{k} = ?" for k in values)
+            db.execute(f"UPDATE recordings SET {sets} WHERE key = ?", (*values.values(), key))
+        else:
+            values = {"outcome": PENDING, "size": 0, "mtime_ns": 0, **values, "key": key, "first_seen": now}
+            cols = ", ".join(values)
+            marks = ", ".join("?" * len(values))
+            db.execute(f"INSERT INTO recordings ({cols}) VALUES ({marks})", tuple(values.values()))
+
+    def _event(self, db: sqlite3.Connection, run_id: int | None, key: str, outcome: str, **values: Any) -> None:
+        db.execute(
+            "INSERT INTO events (run_id, at, key, outcome, error, audio_seconds, server_seconds, attempts)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run_id,
+                _now(),
+                key,
+                outcome,
+                values.get("error"),
+                values.get("audio_seconds"),
+                values.get("server_seconds"),
+                values.get("attempts"),
+            ),
+        )
+
+    def record_pending(self, key: str, *, size: int, mtime_ns: int, sha256: str | None, changed: bool) -> None:
+        """Note a recording about to be processed; a changed file starts again from zero."""
+        values: dict[str, Any] = {"size": size, "mtime_ns": mtime_ns, "sha256": sha256}
+        if changed:
+            values.update(outcome=PENDING, permanent=0, failed_runs=0, error=None, result=None)
+        with self._tx() as db:
+            self._upsert(db, key, values)
+
+    def record_intent(self, key: str, outputs: dict[str, str], output_hashes: dict[str, str]) -> None:
+        """Store the paths and hashes of outputs about to be written (before the rename)."""
+        with self._tx() as db:
+            row = db.execute("SELECT output_hashes FROM recordings WHERE key = ?", (key,)).fetchone()
+            known = json.loads(row[0]) if row else {}
+            known.update(output_hashes)
+            self._upsert(db, key, {"output_hashes": json.dumps(known, sort_keys=True)})
+
+    def record_success(
+        self,
+        key: str,
+        *,
+        size: int,
+        mtime_ns: int,
+        sha256: str | None,
+        outcome: str,
+        outputs: dict[str, str],
+        output_hashes: dict[str, str],
+        result: dict[str, Any],
+        audio_seconds: float | None,
+        server_seconds: float | None,
+        attempts: int,
+        run_id: int | None,
+    ) -> None:
+        """Record a finished recording; call only once its outputs are durably in place."""
+        assert outcome in FINISHED_OUTCOMES
+        with self._tx() as db:
+            row = db.execute("SELECT attempts FROM recordings WHERE key = ?", (key,)).fetchone()
+            total = (row[0] if row else 0) + attempts
+            self._upsert(
+                db,
+                key,
+                {
+                    "size": size,
+                    "mtime_ns": mtime_ns,
+                    "sha256": sha256,
+                    "outcome": outcome,
+                    "permanent": 0,
+                    "failed_runs": 0,
+                    "error": None,
+                    "attempts": total,
+                    "outputs": json.dumps(outputs, sort_keys=True),
+                    "output_hashes": json.dumps(output_hashes, sort_keys=True),
+                    "result": json.dumps(result, ensure_ascii=False, sort_keys=True),
+                    "audio_seconds": audio_seconds,
+                    "server_seconds": server_seconds,
+                    "done_at": _now(),
+                    "last_run": run_id,
+                },
+            )
+            db.execute("DELETE FROM chunks WHERE key = ?", (key,))
+            self._event(
+                db, run_id, key, outcome, audio_seconds=audio_seconds, server_seconds=server_seconds, attempts=attempts
+            )
+
+    def record_failure(
+        self,
+        key: str,
+        *,
+        size: int,
+        mtime_ns: int,
+        sha256: str | None,
+        error: str,
+        permanent: bool,
+        attempts: int,
+        audio_seconds: float | None,
+        run_id: int | None,
+    ) -> None:
+        with self._tx() as db:
+            row = db.execute("SELECT attempts, failed_runs FROM recordings WHERE key = ?", (key,)).fetchone()
+            total, runs = (row[0], row[1]) if row else (0, 0)
+            self._upsert(
+                db,
+                key,
+                {
+                    "size": size,
+                    "mtime_ns": mtime_ns,
+                    "sha256": sha256,
+                    "outcome": FAILED,
+                    "permanent": int(permanent),
+                    "error": error,
+                    "attempts": total + attempts,
+                    "failed_runs": runs + 1,
+                    "audio_seconds": audio_seconds,
+                    "last_run": run_id,
+                },
+            )
+            self._event(db, run_id, key, FAILED, error=error, audio_seconds=audio_seconds, attempts=attempts)
+
+    def update_stat(self, key: str, *, size: int, mtime_ns: int) -> None:
+        """Same content under a new size/mtime (e.g. touched): remember the new stat."""
+        with self._tx() as db:
+            self._upsert(db, key, {"size": size, "mtime_ns": mtime_ns})
+
+    # -- chunks ---------------------------------------------------------------------------------
+
+    def save_chunk(self, key: str, sha256: str, plan: str, chunk: ChunkResult) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO chunks (key, sha256, plan, channel, idx, start, end, text, server_seconds,"
+                " attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    sha256,
+                    plan,
+                    chunk.channel,
+                    chunk.index,
+                    chunk.start,
+                    chunk.end,
+                    chunk.text,
+                    chunk.server_seconds,
+                    chunk.attempts,
+                ),
+            )
+
+    def load_chunks(self, key: str, sha256: str, plan: str) -> dict[tuple[int, int], ChunkResult]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM chunks WHERE key = ? AND sha256 = ? AND plan = ?", (key, sha256, plan)
+            ).fetchall()
+        return {
+            (row["channel"], row["idx"]): ChunkResult(
+                row["channel"], row["idx"], row["start"], row["end"], row["text"], row["server_seconds"], row["attempts"]
+            )
+            for row in rows
+        }
+
+    # -- operator actions -----------------------------------------------------------------------
+
+    def retry(self, keys: Iterable[str] | None = None) -> list[str]:
+        """Put failed recordings back in line (all when *keys* is None); return the keys reset."""
+        with self._tx() as db:
+            if keys is None:
+                rows = db.execute("SELECT key FROM recordings WHERE outcome = ?", (FAILED,)).fetchall()
+            else:
+                rows = []
+                for key in keys:
+                    rows.extend(
+                        db.execute(
+                            "SELECT key FROM recordings WHERE outcome = ? AND (key = ? OR key LIKE ? ESCAPE '\\')",
+                            (FAILED, key, _prefix_pattern(key)),
+                        ).fetchall()
+                    )
+            reset = sorted({row[0] for row in rows})
+            for key in reset:
+                db.execute(
+                    "UPDATE recordings SET outcome = ?, permanent = 0, failed_runs = 0, updated_at = ?"
+                    " WHERE key = ?",
+                    (PENDING, _now(), key),
+                )
+        return reset
+
+    def forget(self, keys: Iterable[str]) -> list[str]:
+        """Drop the records of *keys* (a key may be a folder prefix); return the keys dropped."""
+        dropped: set[str] = set()
+        with self._tx() as db:
+            for key in keys:
+                rows = db.execute(
+                    "SELECT key FROM recordings WHERE key = ? OR key LIKE ? ESCAPE '\\'", (key, _prefix_pattern(key))
+                ).fetchall()
+                dropped.update(row[0] for row in rows)
+            for key in dropped:
+                db.execute("DELETE FROM recordings WHERE key = ?", (key,))
+                db.execute("DELETE FROM chunks WHERE key = ?", (key,))
+        return sorted(dropped)
+
+    # -- reporting ------------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT outcome, COUNT(*) FROM recordings GROUP BY outcome").fetchall()
+        return {row[0]: row[1] for row in rows}
+
+    def failures(self) -> list[Entry]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM recordings WHERE outcome = ? ORDER BY key", (FAILED,)).fetchall()
+        return [self._entry(row) for row in rows]
+
+    def totals(self) -> dict[str, float]:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COALESCE(SUM(audio_seconds), 0), COALESCE(SUM(server_seconds), 0) FROM recordings"
+                " WHERE outcome IN (?, ?)",
+                FINISHED_OUTCOMES,
+            ).fetchone()
+        return {"audio_seconds": row[0], "server_seconds": row[1]}
+
+    def daily(self, days: int = 30) -> list[dict[str, Any]]:
+        """Per-day figures from the event log, newest first."""
+        with self._lock:
+            rows = self._db.execute(
+                """
+                SELECT substr(at, 1, 10) AS day,
+                       COUNT(*) AS files,
+                       SUM(CASE WHEN outcome = 'done' THEN 1 ELSE 0 END) AS done,
+                       SUM(CASE WHEN outcome = 'empty' THEN 1 ELSE 0 END) AS empty,
+                       SUM(CASE WHEN outcome = 'failed' THEN 1 ELSE 0 END) AS failed,
+                       COALESCE(SUM(CASE WHEN outcome != 'failed' THEN audio_seconds END), 0) AS audio_seconds,
+                       COALESCE(SUM(server_seconds), 0) AS server_seconds
+                FROM events GROUP BY day ORDER BY day DESC LIMIT ?
+                """,
+                (days,),
+            ).fetchall()
+            reasons = self._db.execute(
+                "SELECT substr(at, 1, 10) AS day, error, COUNT(*) FROM events WHERE outcome = 'failed'"
+                " GROUP BY day, error"
+            ).fetchall()
+        by_day: dict[str, dict[str, int]] = {}
+        for day, error, count in reasons:
+            by_day.setdefault(day, {})[error or "unknown"] = count
+        return [{**dict(row), "failures": by_day.get(row["day"], {})} for row in rows]
+
+
+def _prefix_pattern(key: str) -> str:
+    escaped = key.rstrip("/").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "/%"
+
+
+def file_sha256(path: Path, *, chunk_size: int = 1 << 20) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk_size):
+            digest.update(block)
+    return digest.hexdigest()
+

@@ -1,0 +1,322 @@
+"""Transcript files: names, rendering (txt, json, srt, vtt) and atomic writes.
+
+Outputs mirror the input tree: ``meetings/monday.mp3`` -> ``meetings/monday.txt``.
+When several recordings in one folder share a stem (``call.wav`` and
+``call.mp3``), each is named after its full file name instead
+(``call.wav.txt``, ``call.mp3.txt``) so no transcript hides another.
+In per-channel mode the text files are ``<name>.ch1.txt``, ``<name>.ch2.txt``...
+
+Every file is written as ``<name>.part``, flushed, fsynced and renamed over
+the target, so a crash leaves either the old file or the new one, never half.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from asrbatch.errors import FileError
+
+PART_SUFFIX = ".part"
+
+
+class OutputExistsError(FileError):
+    """A transcript that asrbatch did not write (or that was edited since) is in the way."""
+
+    permanent = True
+
+
+class OutputWriteError(FileError):
+    """The transcript could not be written (disk full, permissions)."""
+
+    permanent = False
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: float
+    end: float
+    text: str
+    channel: int | None = None
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """The recognised text of one recording, with what is known about how it was made."""
+
+    source: str
+    text: str
+    segments: tuple[Segment, ...] = ()
+    channels: tuple[int, ...] = ()
+    """Channels transcribed separately (empty when the audio was mixed to mono)."""
+    audio_seconds: float | None = None
+    server_seconds: float | None = None
+    attempts: int = 0
+    server_version: str | None = None
+    hotwords: tuple[str, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return not self.text.strip()
+
+    def channel_text(self, channel: int) -> str:
+        return join_texts(s.text for s in self.segments if s.channel == channel)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["segments"] = [asdict(s) for s in self.segments]
+        data["extra"] = dict(self.extra)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Transcript:
+        return cls(
+            source=data["source"],
+            text=data["text"],
+            segments=tuple(Segment(**s) for s in data.get("segments", ())),
+            channels=tuple(data.get("channels", ())),
+            audio_seconds=data.get("audio_seconds"),
+            server_seconds=data.get("server_seconds"),
+            attempts=data.get("attempts", 0),
+            server_version=data.get("server_version"),
+            hotwords=tuple(data.get("hotwords", ())),
+            extra=dict(data.get("extra", {})),
+        )
+
+
+def join_texts(parts: Iterable[str]) -> str:
+    """Join chunk texts: with a space between Latin words, directly between CJK characters."""
+    out = ""
+    for part in parts:
+        part = part.strip()
+        if not part:
+            continue
+        if out and not (_is_cjk(out[-1]) and _is_cjk(part[0])):
+            out += " "
+        out += part
+    return out
+
+
+def _is_cjk(char: str) -> bool:
+    code = ord(char)
+    return 0x3000 <= code <= 0x9FFF or 0xF900 <= code <= 0xFAFF or 0xFF00 <= code <= 0xFFEF
+
+
+# ----------------------------------------------------------------------------------------------
+# Names
+
+
+def output_bases(keys: Iterable[str]) -> dict[str, str]:
+    """Map each recording key to its output base path (relative, without the format's extension).
+
+    Deterministic for a given set of keys; see the module docstring for the rule.
+    """
+    keys = list(keys)
+    by_stem: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for key in keys:
+        p = PurePosixPath(key)
+        by_stem[(str(p.parent), p.stem.casefold())].append(key)
+    bases = {}
+    for key in keys:
+        p = PurePosixPath(key)
+        shared = len(by_stem[(str(p.parent), p.stem.casefold())]) > 1
+        name = p.name if shared else p.stem
+        bases[key] = str(p.parent / name) if str(p.parent) != "." else name
+    return bases
+
+
+# ----------------------------------------------------------------------------------------------
+# Rendering (pure)
+
+
+def render(transcript: Transcript, base: str, formats: Iterable[str]) -> dict[str, str]:
+    """Return ``{relative path: content}`` for every requested format."""
+    files: dict[str, str] = {}
+    for fmt in formats:
+        if fmt == "txt":
+            if transcript.channels:
+                for channel in transcript.channels:
+                    files[f"{base}.ch{channel + 1}.txt"] = _text_file(transcript.channel_text(channel))
+            else:
+                files[f"{base}.txt"] = _text_file(transcript.text)
+        elif fmt == "json":
+            files[f"{base}.json"] = render_json(transcript)
+        elif fmt == "srt":
+            files[f"{base}.srt"] = render_srt(transcript)
+        elif fmt == "vtt":
+            files[f"{base}.vtt"] = render_vtt(transcript)
+        else:  # pragma: no cover - validated by config
+            raise ValueError(f"unknown output format {fmt!r}")
+    return files
+
+
+def _text_file(text: str) -> str:
+    text = text.strip()
+    return text + "\n" if text else ""
+
+
+def render_json(transcript: Transcript) -> str:
+    data = {
+        "source": transcript.source,
+        "text": transcript.text,
+        "channels": [
+            {"channel": c + 1, "text": transcript.channel_text(c)} for c in transcript.channels
+        ],
+        "segments": [
+            {
+                "start": round(s.start, 3),
+                "end": round(s.end, 3),
+                "text": s.text,
+                **({"channel": s.channel + 1} if s.channel is not None else {}),
+            }
+            for s in transcript.segments
+        ],
+        "audio_seconds": transcript.audio_seconds,
+        "server_seconds": transcript.server_seconds,
+        "attempts": transcript.attempts,
+        "server_version": transcript.server_version,
+        "hotwords": list(transcript.hotwords),
+    }
+    return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+
+
+def _cues(transcript: Transcript) -> list[Segment]:
+    cues = [s for s in transcript.segments if s.text.strip()]
+    cues.sort(key=lambda s: (s.start, s.channel or 0))
+    return cues
+
+
+def _label(segment: Segment, transcript: Transcript) -> str:
+    if transcript.channels and segment.channel is not None:
+        return f"[ch{segment.channel + 1}] "
+    return ""
+
+
+def _timestamp(seconds: float, sep: str) -> str:
+    millis = max(0, int(round(seconds * 1000)))
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs, millis = divmod(rest, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{sep}{millis:03d}"
+
+
+def render_srt(transcript: Transcript) -> str:
+    blocks = []
+    for number, cue in enumerate(_cues(transcript), start=1):
+        blocks.append(
+            f"{number}\n{_timestamp(cue.start, ',')} --> {_timestamp(cue.end, ',')}\n"
+            f"{_label(cue, transcript)}{cue.text.strip()}\n"
+        )
+    return "\n".join(blocks)
+
+
+def render_vtt(transcript: Transcript) -> str:
+    lines = ["WEBVTT", ""]
+    for cue in _cues(transcript):
+        lines.append(f"{_timestamp(cue.start, '.')} --> {_timestamp(cue.end, '.')}")
+        lines.append(f"{_label(cue, transcript)}{cue.text.strip()}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def content_hash(content: str) -> str:
+    return hashlib.sha256(content.encode("utf-8")).hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing
+
+
+def existing_hash(path: Path) -> str | None:
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+def check_targets(
+    output_dir: Path,
+    files: Mapping[str, str],
+    owned: Mapping[str, str],
+    *,
+    force: bool,
+    source: str,
+) -> None:
+    """Refuse to replace a file we did not write (or that was edited since), unless *force*.
+
+    *owned* maps relative paths to the hashes asrbatch recorded for them.
+    """
+    if force:
+        return
+    for rel in files:
+        current = existing_hash(output_dir / rel)
+        if current is None or current == owned.get(rel) or current == content_hash(files[rel]):
+            continue
+        raise OutputExistsError(
+            f"{output_dir / rel} already exists and was not written by asrbatch (or was edited since)",
+            path=source,
+            hint="move it away or rerun with --force to overwrite it",
+        )
+
+
+def write_files(output_dir: Path, files: Mapping[str, str], *, source: str) -> dict[str, str]:
+    """Write every file atomically; return ``{relative path: sha256}``."""
+    hashes = {}
+    for rel, content in files.items():
+        target = output_dir / rel
+        try:
+            atomic_write(target, content)
+        except OSError as exc:
+            raise OutputWriteError(
+                f"cannot write {target}: {exc.strerror or exc}",
+                path=source,
+                hint="check free space and permissions of the output folder",
+            ) from exc
+        hashes[rel] = content_hash(content)
+    return hashes
+
+
+def atomic_write(target: Path, content: str) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(target.name + PART_SUFFIX)
+    data = content.encode("utf-8")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, target)
+    _fsync_dir(target.parent)
+
+
+def remove_leftovers(output_dir: Path, rels: Iterable[str]) -> int:
+    """Remove ``.part`` files a crashed run may have left for these outputs."""
+    removed = 0
+    for rel in rels:
+        part = output_dir / (rel + PART_SUFFIX)
+        try:
+            part.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# One command from a fresh machine to a tested tree: set up, build the Gradio 3.50 / 4.44 /
+# 6.x server environments the tests start, lint, type-check, and run the test suite.
+# Extra arguments go to pytest (e.g. scripts/test.sh -k ledger).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here"
+"$here/scripts/bootstrap.sh" --test
+py="${ASRBATCH_VENV:-$here/.venv}/bin/python"
+"$py" tests/support/servers.py --prepare all
+"$py" -m ruff check asrbatch tests bench
+"$py" -m mypy asrbatch
+exec "$py" -m pytest -q "$@"
