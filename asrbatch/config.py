@@ -24,8 +24,14 @@ from asrbatch.errors import ConfigError
 ENV_PREFIX = "ASRBATCH_"
 CONFIG_ENV = "ASRBATCH_CONFIG"
 """Environment variable naming the config file when ``-c`` is not given."""
-PASSWORD_ENV = "ASRBATCH_PASSWORD"
-"""Default environment variable holding the Gradio login password."""
+PASSWORD_ENV = "ASRBATCH_SERVER_PASSWORD"
+"""Default environment variable holding the Gradio login password (the reference server reads it too)."""
+RESERVED_ENV = (
+    # Read by the reference server, scripts/run_server.sh, the scripts and the test harness.
+    "ASRBATCH_SERVE_", "ASRBATCH_FUNASR_", "ASRBATCH_TEST", "ASRBATCH_ENGINE", "ASRBATCH_HOST", "ASRBATCH_PORT",
+    "ASRBATCH_MODEL", "ASRBATCH_DEVICE", "ASRBATCH_PYTHON", "ASRBATCH_VENV", "ASRBATCH_MAX_FILE_SIZE",
+    "ASRBATCH_TEMP_DIR", "ASRBATCH_CONCURRENCY", "ASRBATCH_SIMULATE", "ASRBATCH_VAD_MODEL", "ASRBATCH_PUNC_MODEL",
+)
 
 DEFAULT_EXTENSIONS = (
     "wav", "mp3", "flac", "m4a", "ogg", "aac", "opus", "wma", "amr", "webm", "mp4", "mkv", "mov",
@@ -246,21 +252,13 @@ def env_name(key: str) -> str:
     return ENV_PREFIX + key.replace(".", "_").upper()
 
 
-_SPECIAL_ENV = {CONFIG_ENV, PASSWORD_ENV, "ASRBATCH_SERVER_USERNAME_ENV", "ASRBATCH_TEST_CACHE"}
-
-
 def _apply_environment(data: dict[str, Any], env: Mapping[str, str], problems: list[str]) -> None:
     known = {env_name(key): key for key, _, _ in iter_keys()}
     for name, raw in env.items():
-        if not name.startswith(ENV_PREFIX) or name in _SPECIAL_ENV or name.startswith("ASRBATCH_SERVER_PASSWORD"):
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV or "PASSWORD" in name or name.startswith(RESERVED_ENV):
             continue
         key = known.get(name)
         if key is None:
-            # Variables of the reference server and the test harness share the prefix.
-            if name.startswith(("ASRBATCH_SERVER_", "ASRBATCH_ENGINE", "ASRBATCH_HOST", "ASRBATCH_PORT",
-                                "ASRBATCH_MODEL", "ASRBATCH_DEVICE", "ASRBATCH_TEST", "ASRBATCH_PYTHON",
-                                "ASRBATCH_MAX_FILE_SIZE", "ASRBATCH_TEMP_DIR", "ASRBATCH_CONCURRENCY")):
-                continue
             problems.append(f"{name}: unknown environment variable (known: see config.example.yaml)")
             continue
         try:

@@ -86,8 +86,16 @@ class ChunkResult:
 # Migrations: append only, never edit one that has shipped.
 
 
+def _script(db: sqlite3.Connection, sql: str) -> None:
+    # executescript() would COMMIT the migration's transaction half-way; run statement by statement.
+    for statement in sql.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
 def _m001_initial(db: sqlite3.Connection) -> None:
-    db.executescript(
+    _script(
+        db,
         """
         CREATE TABLE recordings (
             key            TEXT PRIMARY KEY,
@@ -127,7 +135,8 @@ def _m001_initial(db: sqlite3.Connection) -> None:
 
 
 def _m002_chunks(db: sqlite3.Connection) -> None:
-    db.executescript(
+    _script(
+        db,
         """
         CREATE TABLE chunks (
             key            TEXT NOT NULL,
@@ -148,7 +157,8 @@ def _m002_chunks(db: sqlite3.Connection) -> None:
 
 def _m003_events(db: sqlite3.Connection) -> None:
     # One row per file outcome per run: the per-day report reads it.
-    db.executescript(
+    _script(
+        db,
         """
         CREATE TABLE events (
             id             INTEGER PRIMARY KEY AUTOINCREMENT,
