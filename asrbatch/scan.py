@@ -53,6 +53,18 @@ def is_temporary_name(name: str) -> bool:
     return lower.endswith(TEMP_SUFFIXES) or lower.startswith("~$")
 
 
+def _extension(name: str) -> str:
+    return name.rsplit(".", 1)[-1].lower() if "." in name else ""
+
+
+def _strip_temporary(name: str) -> str:
+    lower = name.lower()
+    for suffix in TEMP_SUFFIXES:
+        if lower.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
 def scan_directory(
     root: Path,
     settings: InputConfig,
@@ -128,16 +140,16 @@ def scan_directory(
                     walk(path)
                 continue
             name = entry.name
-            suffix = name.rsplit(".", 1)[-1].lower() if "." in name else ""
-            if suffix not in extensions:
+            if is_temporary_name(name):
+                if report_ignored or _extension(_strip_temporary(name)) in extensions:
+                    skipped.append(Skipped(key, "temporary name (still being written?)"))
+                continue
+            if _extension(name) not in extensions:
                 if report_ignored and name != hotwords_name and not name.startswith("."):
                     skipped.append(Skipped(key, "not a recording extension"))
                 continue
             if name.startswith("."):
                 skipped.append(Skipped(key, "hidden file"))
-                continue
-            if is_temporary_name(name):
-                skipped.append(Skipped(key, "temporary name (still being written?)"))
                 continue
             try:
                 st = path.stat()
