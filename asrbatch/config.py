@@ -85,6 +85,16 @@ class ServerConfig:
         "Base overall seconds allowed for one recognition, streamed results included.", default=300.0
     )
     retry: RetryConfig = _doc("Retries of transient failures.", default_factory=RetryConfig)
+    urls: tuple[str, ...] = _doc(
+        "Several servers sharing the work (overrides url when set); the least busy healthy one gets the "
+        "next request.",
+        default=(),
+    )
+    concurrency: int | None = _doc(
+        "Requests in flight per server; null: the limit the server reports in /config where Gradio "
+        "exposes it, else 1.",
+        default=None,
+    )
     password: str | None = field(default=None, repr=False, metadata={"internal": True})
 
 
@@ -140,6 +150,46 @@ class AudioConfig:
 
 
 @dataclass(frozen=True)
+class RunConfig:
+    max_files: int | None = _doc("Send at most this many recordings per run; the rest stay pending.", default=None)
+    max_runtime: float | None = _doc(
+        "Start no new recording after this many seconds, so an hourly run never overlaps the next.", default=None
+    )
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    healthchecks_url: str | None = _doc(
+        "healthchecks.io-style ping URL: <url>/start at the start, <url> on success, <url>/<exit code> on "
+        "failure, with the log tail as the body.",
+        default=None,
+    )
+    webhook_url: str | None = _doc("URL that receives the run summary as JSON (POST) after every run.", default=None)
+    timeout: float = _doc("Seconds allowed for each monitoring call; a failing call only logs a warning.", default=10.0)
+    log_tail_lines: int = _doc("Lines of the log sent with the healthchecks pings.", default=50)
+    textfile: Path | None = _doc(
+        "Prometheus textfile-collector output (e.g. /var/lib/node_exporter/textfile/asrbatch.prom).", default=None
+    )
+
+
+@dataclass(frozen=True)
+class HousekeepingConfig:
+    mode: Literal["keep", "move"] = _doc(
+        "keep: leave recordings where they are. move: after success move them to done_dir (and, with "
+        "failed_dir set, permanently failed ones there), preserving the tree.",
+        default="keep",
+    )
+    done_dir: Path | None = _doc("Where finished recordings are moved (mode: move).", default=None)
+    failed_dir: Path | None = _doc("Where permanently failed recordings are moved (optional).", default=None)
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    settle: float = _doc("Seconds a new file must stay unchanged (and closed) before it is processed.", default=5.0)
+    rescan_interval: float = _doc("Seconds between full rescans that catch anything the events missed.", default=300.0)
+
+
+@dataclass(frozen=True)
 class LogConfig:
     file: Path | None = _doc("Log file. Default: <state>/asrbatch.log.", default=None)
     max_bytes: int = _doc("Rotate the log file above this size.", default=5_000_000)
@@ -155,6 +205,11 @@ class Config:
     state: StateConfig = _doc("Run state: ledger, lock, log.", default_factory=StateConfig)
     audio: AudioConfig = _doc("How recordings are prepared before sending.", default_factory=AudioConfig)
     log: LogConfig = _doc("Log file.", default_factory=LogConfig)
+    run: RunConfig = _doc("Bounds of one run.", default_factory=RunConfig)
+    monitoring: MonitoringConfig = _doc("Monitoring hooks and metrics.", default_factory=MonitoringConfig)
+    housekeeping: HousekeepingConfig = _doc("What happens to recordings after success.",
+                                            default_factory=HousekeepingConfig)
+    watch: WatchConfig = _doc("asrbatch watch.", default_factory=WatchConfig)
     hotwords: tuple[str, ...] = _doc("Hotwords sent with every recording.", default=())
     source: Path | None = field(default=None, metadata={"internal": True})
 
@@ -438,8 +493,6 @@ def _cross_checks(config: Config) -> list[str]:
     for fmt in config.output.formats:
         if fmt not in OUTPUT_FORMATS:
             problems.append(f"output.formats: unknown format {fmt!r} (known: {', '.join(OUTPUT_FORMATS)})")
-    if "txt" not in config.output.formats and config.output.formats:
-        pass  # any non-empty subset is allowed
     if not config.output.formats:
         problems.append("output.formats: must list at least one format")
     if config.state.max_runs < 1:
@@ -457,6 +510,31 @@ def _cross_checks(config: Config) -> list[str]:
         problems.append("audio.min_silence: must be > 0")
     if a.silence_threshold >= 0:
         problems.append("audio.silence_threshold: must be below 0 dBFS")
+    for url in s.urls:
+        if not url.startswith(("http://", "https://")):
+            problems.append(f"server.urls: {url!r} must start with http:// or https://")
+    if s.concurrency is not None and not 1 <= s.concurrency <= 64:
+        problems.append("server.concurrency: must be between 1 and 64")
+    if config.run.max_files is not None and config.run.max_files < 1:
+        problems.append("run.max_files: must be >= 1")
+    if config.run.max_runtime is not None and config.run.max_runtime <= 0:
+        problems.append("run.max_runtime: must be > 0")
+    m = config.monitoring
+    for name in ("healthchecks_url", "webhook_url"):
+        value = getattr(m, name)
+        if value is not None and not value.startswith(("http://", "https://")):
+            problems.append(f"monitoring.{name}: must start with http:// or https://")
+    if m.timeout <= 0:
+        problems.append("monitoring.timeout: must be > 0")
+    if m.log_tail_lines < 0:
+        problems.append("monitoring.log_tail_lines: must be >= 0")
+    h = config.housekeeping
+    if h.mode == "move" and h.done_dir is None:
+        problems.append("housekeeping.done_dir: required when housekeeping.mode is move")
+    if config.watch.settle < 0:
+        problems.append("watch.settle: must be >= 0")
+    if config.watch.rescan_interval <= 0:
+        problems.append("watch.rescan_interval: must be > 0")
     if config.log.max_bytes < 10_000:
         problems.append("log.max_bytes: must be >= 10000")
     if config.log.backups < 0:
