@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from asrbatch import audio, output
+from asrbatch import audio, housekeeping, output
 from asrbatch.config import Config
 from asrbatch.errors import (
     AsrbatchError,
@@ -414,7 +414,7 @@ class _Run:
     # -- orchestration ------------------------------------------------------------------------
 
     def _process(self, work: list[Decision], bases: dict[str, str], tmp_root: Path, started: float) -> None:
-        limit = self.options.max_files
+        limit = self.options.max_files or self.config.run.max_files
         if limit is not None and len(work) > limit:
             for d in work[limit:]:
                 self._add(FileOutcome(d.recording.key, "pending", "left for the next run (--max-files)"))
@@ -428,12 +428,13 @@ class _Run:
                 for d in work:
                     self._add(FileOutcome(d.recording.key, "pending", "server unavailable"))
                 return
-        workers = max(1, self.options.workers or 1)
+        workers = self._capacity()
         in_flight = threading.BoundedSemaphore(workers)
         # One more task than requests in flight: the next recording is prepared while the
         # current ones are on the server.  Memory stays bounded by (workers + 1) chunks.
         pool_size = workers + 1
-        deadline = started + self.options.max_runtime if self.options.max_runtime else None
+        max_runtime = self.options.max_runtime or self.config.run.max_runtime
+        deadline = started + max_runtime if max_runtime else None
         with concurrent.futures.ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="asrbatch") as pool:
             pending: set[concurrent.futures.Future[FileOutcome]] = set()
             queue = list(work)
@@ -456,6 +457,19 @@ class _Run:
                     self._add(future.result())
         if self.fatal is not None:
             raise self.fatal
+
+    def _capacity(self) -> int:
+        """Requests in flight at once: --workers, else server.concurrency, else what the server(s) report."""
+        if self.options.workers:
+            return self.options.workers
+        capacity = getattr(self.client, "capacity", None)
+        if isinstance(capacity, int) and capacity > 0:
+            return capacity
+        if self.config.server.concurrency:
+            return self.config.server.concurrency
+        if self.server is not None and self.server.concurrency_limit:
+            return max(1, self.server.concurrency_limit)
+        return 1
 
     def _connect(self) -> None:
         self.client = self.client_factory(self.config)
@@ -520,6 +534,8 @@ class _Run:
                 audio_seconds=getattr(exc, "audio_seconds", None),
                 run_id=self.run_id,
             )
+            if exc.permanent:
+                housekeeping.move_recording(recording.path, recording.key, self.config.housekeeping, succeeded=False)
             return FileOutcome(recording.key, FAILED, message, attempts=attempts)
         except EndpointError as exc:
             self.fatal = exc
@@ -553,6 +569,7 @@ class _Run:
             attempts=0,
             run_id=self.run_id,
         )
+        housekeeping.move_recording(recording.path, recording.key, self.config.housekeeping, succeeded=True)
         return FileOutcome(recording.key, "reused", decision.reason, audio_seconds=transcript.audio_seconds,
                            outputs=tuple(written))
 
@@ -630,6 +647,7 @@ class _Run:
             attempts=attempts,
             run_id=self.run_id,
         )
+        housekeeping.move_recording(recording.path, recording.key, self.config.housekeeping, succeeded=True)
         return FileOutcome(recording.key, outcome, "", audio_seconds=info.duration, server_seconds=server_seconds,
                            attempts=attempts, chunks=len(prepared.chunks), outputs=tuple(written))
 
