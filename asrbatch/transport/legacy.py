@@ -1,0 +1,100 @@
+"""Gradio 3.x: ``POST /api/predict/`` by ``fn_index`` with the audio inline as a data URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from asrbatch.config import ServerConfig
+from asrbatch.errors import AsrbatchError, EndpointError, InputRejectedError, RecognitionError
+from asrbatch.transport import payload
+from asrbatch.transport.detect import Function
+from asrbatch.transport.session import Timeouts, classify_exception, classify_status, join
+
+ROUTE = "/api/predict/"
+
+
+def predict(
+    session: requests.Session,
+    settings: ServerConfig,
+    function: Function,
+    path: Path,
+    *,
+    name: str,
+    mime: str,
+    hotwords: str,
+    timeouts: Timeouts,
+) -> list[Any]:
+    """Call *function* on *path*; return the function's outputs.
+
+    Raises the classified errors of :mod:`asrbatch.transport.session`, and
+    :class:`InputRejectedError` with the server's message for a ``gr.Error``.
+    """
+    body = payload.legacy_body(
+        settings.input_template,
+        path,
+        name=name,
+        mime=mime,
+        fn_index=function.fn_index,
+        batch_size=settings.batch_size,
+        hotwords=hotwords,
+    )
+    what = f"POST {ROUTE}"
+    try:
+        with body:
+            response = session.post(
+                join(settings.url, ROUTE),
+                data=body,
+                headers={"Content-Type": "application/json"},
+                timeout=timeouts.pair,
+            )
+    except requests.RequestException as exc:
+        raise classify_exception(exc, what) from None
+    return parse_response(response, what)
+
+
+def parse_response(response: requests.Response, what: str = f"POST {ROUTE}") -> list[Any]:
+    """The outputs of a 3.x predict response, or the error it stands for."""
+    if response.status_code == 200:
+        try:
+            body = response.json()
+        except ValueError:
+            raise RecognitionError(f"server answered {what} with something that is not JSON") from None
+        if isinstance(body, dict) and isinstance(body.get("data"), list):
+            return body["data"]
+        if isinstance(body, dict) and body.get("error"):
+            raise InputRejectedError(f"server rejected the file: {_unquote(str(body['error']))}")
+        raise RecognitionError(f"server answered {what} without outputs")
+    if response.status_code == 500:
+        raise _server_error(response)
+    if response.status_code == 404:
+        raise EndpointError(
+            f"HTTP 404 on {what}: the app does not serve its REST API (Gradio 3.x with queue(api_open=False) "
+            "leaves only the websocket queue, which asrbatch does not use)",
+            hint="start the WebUI with api_open=True, or check server.url",
+        )
+    raise classify_status(response, what)
+
+
+def _server_error(response: requests.Response) -> AsrbatchError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    message = body.get("error") if isinstance(body, dict) else None
+    if isinstance(message, str) and message.strip():
+        # gr.Error("msg") arrives as {"error": "'msg'"}: the message is quoted once more.
+        return InputRejectedError(f"server rejected the file: {_unquote(message)}")
+    return RecognitionError(
+        "server failed on this file without saying why (HTTP 500)",
+        hint="the server's log may tell; start the WebUI with show_error=True to get its message",
+    )
+
+
+def _unquote(message: str) -> str:
+    message = message.strip()
+    if len(message) >= 2 and message[0] == message[-1] and message[0] in "'\"":
+        return message[1:-1]
+    return message

@@ -1,0 +1,69 @@
+"""``asrbatch ping``: is the server there, which Gradio, is the recognition function usable."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from asrbatch.config import ServerConfig
+from asrbatch.transport.client import Client, ServerInfo
+
+
+@dataclass(frozen=True)
+class PingResult:
+    """What a ping found; :meth:`line` is the one line ``asrbatch ping`` prints."""
+
+    server: ServerInfo
+    latency_ms: int
+    """Time of the ``GET /config`` request."""
+    roundtrip_ms: int | None = None
+    """Deep ping only: time to transcribe the clip end to end (upload, queue, recognition)."""
+    text_chars: int | None = None
+    """Deep ping only: characters of the clip's transcript."""
+
+    def line(self) -> str:
+        """``ok url=... gradio=... protocol=... fn_index=0 [api_name=...] latency_ms=12 [roundtrip_ms=... text_chars=...]``."""
+        s = self.server
+        parts = [f"ok url={s.url}", f"gradio={s.gradio_version}", f"protocol={s.protocol}",
+                 f"fn_index={s.fn_index}"]
+        if s.api_name:
+            parts.append(f"api_name={s.api_name}")
+        parts.append(f"latency_ms={self.latency_ms}")
+        if self.roundtrip_ms is not None:
+            parts.append(f"roundtrip_ms={self.roundtrip_ms}")
+            parts.append(f"text_chars={self.text_chars}")
+        return " ".join(parts)
+
+
+def ping(
+    settings: ServerConfig,
+    *,
+    deep: bool = False,
+    clip: Path | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    session: requests.Session | None = None,
+) -> PingResult:
+    """Probe the server at ``settings.url``; with *deep*, also transcribe *clip* end to end.
+
+    Raises :class:`ServerUnavailableError` (not reachable after the configured
+    retries), :class:`EndpointError` (not a Gradio app, function missing or
+    not fitting the input template, login refused) or, on a deep ping, the
+    file errors of :meth:`Client.transcribe`.
+    """
+    if deep and clip is None:
+        raise ValueError("a deep ping needs a clip")
+    with Client(settings, sleep=sleep, clock=clock, session=session) as client:
+        info = client.probe()
+        latency_ms = round(client.latency * 1000)
+        if not deep:
+            return PingResult(info, latency_ms)
+        assert clip is not None
+        start = clock()
+        recognition = client.transcribe(clip)
+        roundtrip_ms = round((clock() - start) * 1000)
+        return PingResult(info, latency_ms, roundtrip_ms, len(recognition.text))

@@ -1,0 +1,324 @@
+"""Gradio 4.x and later: upload, then call through the queue and read the result as server-sent events.
+
+By name (the usual case)::
+
+    POST {prefix}/upload                  multipart "files"   -> ["/tmp/gradio/.../a.wav"]
+    POST {prefix}/call/<api_name>         {"data": [...]}      -> {"event_id": "..."}
+    GET  {prefix}/call/<api_name>/<id>    SSE: complete | error | heartbeat | generating
+
+Functions without a name (``api_name=False``) are joined to the queue by
+``fn_index``: ``POST {prefix}/queue/join`` then ``GET {prefix}/queue/data?session_hash=``,
+whose events are JSON messages (``process_completed``, ``close_stream``...).
+
+Both go through the server's queue, so its concurrency limit holds.  The
+server sends a heartbeat every 15 s, so a read timeout never fires on a stuck
+job: the stream is read under an overall deadline checked against the clock
+between chunks.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+import urllib3.exceptions
+
+from asrbatch.config import ServerConfig
+from asrbatch.errors import AsrbatchError, EndpointError, InputRejectedError, RecognitionError
+from asrbatch.transport import payload
+from asrbatch.transport.detect import AppConfig, Function, routes
+from asrbatch.transport.session import (
+    RetryableError,
+    Timeouts,
+    classify_exception,
+    classify_status,
+    error_detail,
+    join,
+)
+
+log = logging.getLogger(__name__)
+
+_READ_SIZE = 64 * 1024
+
+
+# ---------------------------------------------------------------------------------------------
+# Server-sent events (pure)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One server-sent event: its ``event:`` name (``message`` when absent) and joined ``data:``."""
+
+    name: str
+    data: str
+
+
+@dataclass
+class EventParser:
+    """Incremental parser of a ``text/event-stream``: feed bytes, get the events completed so far.
+
+    Follows the HTML spec: lines end in LF, CRLF or CR; a blank line dispatches;
+    ``:`` starts a comment; one space after the field's colon is dropped.
+    """
+
+    _buffer: str = ""
+    _name: str = ""
+    _data: list[str] = field(default_factory=list)
+    _pending_cr: bool = False
+    _decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace"),
+                          repr=False)
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        text = self._decoder.decode(chunk)
+        if self._pending_cr and text.startswith("\n"):
+            text = text[1:]
+        self._pending_cr = text.endswith("\r")
+        self._buffer += text
+        events: list[Event] = []
+        lines = self._buffer.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        self._buffer = lines.pop()
+        for line in lines:
+            event = self._line(line)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _line(self, line: str) -> Event | None:
+        if line == "":
+            if not self._data and not self._name:
+                return None
+            event = Event(self._name or "message", "\n".join(self._data))
+            self._name, self._data = "", []
+            return event
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if name == "event":
+            self._name = value
+        elif name == "data":
+            self._data.append(value)
+        return None
+
+
+def parse_events(chunks: list[bytes]) -> list[Event]:
+    """Every complete event in *chunks* (a convenience over :class:`EventParser`)."""
+    parser = EventParser()
+    events: list[Event] = []
+    for chunk in chunks:
+        events.extend(parser.feed(chunk))
+    return events
+
+
+def interpret_call_event(event: Event) -> list[Any] | None:
+    """The outputs when *event* completes a ``/call`` stream, None to keep reading; raises on ``error``."""
+    if event.name == "complete":
+        data = _loads(event.data)
+        if isinstance(data, list):
+            return data
+        raise RecognitionError("server completed the call without a list of outputs")
+    if event.name == "error":
+        raise error_from(_loads(event.data))
+    return None  # heartbeat, generating, log...
+
+
+def interpret_queue_message(message: Any, event_id: str) -> list[Any] | None:
+    """The outputs when *message* (from ``/queue/data``) completes *event_id*; None to keep reading."""
+    if not isinstance(message, dict):
+        return None
+    kind = message.get("msg")
+    mine = message.get("event_id") in (None, event_id)
+    if kind == "process_completed" and message.get("event_id") == event_id:
+        output = message.get("output") or {}
+        if message.get("success") and isinstance(output.get("data"), list):
+            return output["data"]
+        raise error_from(output)
+    if kind == "unexpected_error" and mine:
+        detail = message.get("message")
+        raise RecognitionError(f"server failed on this file: {detail}" if detail else
+                               "server failed on this file without saying why (unexpected_error)")
+    if kind == "close_stream":
+        raise RetryableError("server closed the queue stream before the result", reason="stream closed")
+    if kind == "server_stopped":
+        raise RetryableError("server stopped while the file was queued", reason="server stopped", unreachable=True)
+    return None
+
+
+def error_from(data: Any) -> AsrbatchError:
+    """The error for an ``event: error`` payload: the server's message when it gave one."""
+    message = None
+    if isinstance(data, dict):
+        message = data.get("error") or data.get("message")
+    elif isinstance(data, str):
+        message = data
+    if isinstance(message, str) and message.strip():
+        return InputRejectedError(f"server rejected the file: {message.strip()}")
+    return RecognitionError(
+        "server failed on this file without saying why",
+        hint="the server's log may tell; Gradio 4.x hides the message, 5+ shows it with show_error=True",
+    )
+
+
+def _loads(text: str) -> Any:
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return text
+
+
+# ---------------------------------------------------------------------------------------------
+# Network
+
+
+def recognize(
+    session: requests.Session,
+    settings: ServerConfig,
+    app: AppConfig,
+    function: Function,
+    path: Path,
+    *,
+    name: str,
+    mime: str,
+    hotwords: str,
+    timeouts: Timeouts,
+    clock: Callable[[], float],
+) -> list[Any]:
+    """Upload *path*, run *function* through the queue, return its outputs.
+
+    The whole exchange must finish within ``timeouts.deadline`` seconds of
+    *clock*; otherwise :class:`RetryableError` (reason ``deadline``).
+    """
+    deadline_at = clock() + timeouts.deadline
+    found = routes(app, function)
+    server_path = upload(session, settings.url, found["upload"], path, name=name, mime=mime,
+                         timeouts=timeouts, max_file_size=app.max_file_size)
+    slot = payload.file_data(server_path, name)
+    body = payload.queued_body(settings.input_template, slot, settings.batch_size, hotwords)
+    if "call" in found:
+        event_id = _post_json(session, settings.url, found["call"], body, timeouts)
+        stream_url = join(settings.url, f"{found['call']}/{event_id}")
+        for event in _stream(session, stream_url, f"GET {found['call']}/<event_id>", timeouts, deadline_at, clock):
+            outputs = interpret_call_event(event)
+            if outputs is not None:
+                return outputs
+        raise RetryableError("server ended the result stream without a result", reason="stream ended")
+    session_hash = uuid.uuid4().hex[:11]
+    body.update({"fn_index": function.fn_index, "session_hash": session_hash, "event_data": None,
+                 "trigger_id": None})
+    event_id = _post_json(session, settings.url, found["join"], body, timeouts)
+    stream_url = join(settings.url, f"{found['data']}?session_hash={session_hash}")
+    for event in _stream(session, stream_url, f"GET {found['data']}", timeouts, deadline_at, clock):
+        outputs = interpret_queue_message(_loads(event.data), event_id)
+        if outputs is not None:
+            return outputs
+    raise RetryableError("server ended the queue stream without a result", reason="stream ended")
+
+
+def upload(
+    session: requests.Session,
+    base: str,
+    route: str,
+    path: Path,
+    *,
+    name: str,
+    mime: str,
+    timeouts: Timeouts,
+    max_file_size: int | None = None,
+) -> str:
+    """Upload *path* as multipart field ``files``; return the server-side path."""
+    what = f"POST {route}"
+    try:
+        with path.open("rb") as handle:
+            response = session.post(join(base, route), files={"files": (name, handle, mime)},
+                                    timeout=timeouts.pair)
+    except requests.RequestException as exc:
+        raise classify_exception(exc, what) from None
+    if response.status_code != 200:
+        raise classify_status(response, what, max_file_size=max_file_size)
+    try:
+        paths = response.json()
+    except ValueError:
+        raise RecognitionError(f"server answered {what} with something that is not JSON") from None
+    if not isinstance(paths, list) or not paths or not isinstance(paths[0], str):
+        raise EndpointError(f"server answered {what} with {str(paths)[:100]!r}, not a list of paths")
+    return paths[0]
+
+
+def _post_json(session: requests.Session, base: str, route: str, body: dict[str, Any], timeouts: Timeouts) -> str:
+    what = f"POST {route}"
+    try:
+        response = session.post(join(base, route), json=body, timeout=timeouts.pair)
+    except requests.RequestException as exc:
+        raise classify_exception(exc, what) from None
+    if response.status_code != 200:
+        if response.status_code == 404:
+            raise EndpointError(
+                f"HTTP 404 on {what}: the server has no such route (Gradio 4 before 4.20 has no /call)",
+                hint="check server.url and server.api_name",
+            )
+        if response.status_code == 500 and not error_detail(response):
+            raise RecognitionError(f"server failed on {what} without saying why (HTTP 500)",
+                                   hint="the server's log may tell")
+        raise classify_status(response, what)
+    try:
+        event_id = response.json().get("event_id")
+    except (ValueError, AttributeError):
+        event_id = None
+    if not isinstance(event_id, str) or not event_id:
+        raise EndpointError(f"server answered {what} without an event_id")
+    return event_id
+
+
+def _stream(
+    session: requests.Session,
+    url: str,
+    what: str,
+    timeouts: Timeouts,
+    deadline_at: float,
+    clock: Callable[[], float],
+) -> Iterator[Event]:
+    """Events of the SSE stream at *url*, until it ends or the deadline passes."""
+    try:
+        response = session.get(url, stream=True, timeout=timeouts.pair, headers={"Accept": "text/event-stream"})
+    except requests.RequestException as exc:
+        raise classify_exception(exc, what) from None
+    with response:
+        if response.status_code != 200:
+            raise classify_status(response, what)
+        parser = EventParser()
+        for chunk in _chunks(response, what):
+            if clock() > deadline_at:
+                raise RetryableError(
+                    f"no result within the {timeouts.deadline:g} s deadline on {what}", reason="deadline"
+                )
+            yield from parser.feed(chunk)
+
+
+def _chunks(response: requests.Response, what: str) -> Iterator[bytes]:
+    """The body as it arrives: each read returns what the socket has, chunked or not."""
+    raw = response.raw
+    read1 = getattr(raw, "read1", None)
+    if read1 is None:  # pragma: no cover - urllib3 < 2
+        try:
+            yield from response.iter_content(chunk_size=None)
+        except requests.RequestException as exc:
+            raise classify_exception(exc, what) from None
+        return
+    while True:
+        try:
+            chunk = read1(_READ_SIZE)
+        except (urllib3.exceptions.ReadTimeoutError, TimeoutError):
+            raise RetryableError(f"read timeout on {what}", reason="read timeout") from None
+        except (urllib3.exceptions.ProtocolError, urllib3.exceptions.DecodeError, ConnectionError, OSError):
+            raise RetryableError(f"connection closed mid-response on {what}", reason="closed mid-response") from None
+        if not chunk:
+            return
+        yield chunk

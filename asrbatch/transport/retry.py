@@ -1,0 +1,91 @@
+"""The one retry policy: exponential backoff with jitter over :class:`TransientError`, sleep injected."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+import tenacity
+
+from asrbatch.config import RetryConfig
+from asrbatch.errors import TransientError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def build_policy(
+    retry: RetryConfig,
+    *,
+    sleep: Callable[[float], None],
+    url: str,
+    name: str | None = None,
+) -> tenacity.Retrying:
+    """A tenacity policy: retry :class:`TransientError` up to ``retry.attempts`` tries in all.
+
+    Waits ``initial_wait * 2**(n-1)`` seconds (at most ``max_wait``) plus up to
+    ``jitter`` random seconds, through *sleep*.  Logs one ``event=retry`` line
+    per retry.  The last TransientError is re-raised as it is.
+    """
+    wait: tenacity.wait.wait_base = tenacity.wait_exponential(
+        multiplier=retry.initial_wait, exp_base=2, min=0, max=retry.max_wait
+    )
+    if retry.jitter > 0:
+        wait = wait + tenacity.wait_random(0, retry.jitter)
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        reason = getattr(exc, "reason", None) or (str(exc) if exc else "unknown")
+        wait_s = state.next_action.sleep if state.next_action else 0.0
+        log.warning(
+            "event=retry url=%s%s attempt=%d reason=%s wait_s=%.1f",
+            url,
+            f" name={_quote(name)}" if name else "",
+            state.attempt_number + 1,
+            _quote(reason),
+            wait_s,
+        )
+
+    return tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(max(1, retry.attempts)),
+        wait=wait,
+        retry=tenacity.retry_if_exception_type(TransientError),
+        sleep=sleep,
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+
+
+def call_with_retries(
+    function: Callable[[], T],
+    retry: RetryConfig,
+    *,
+    sleep: Callable[[float], None],
+    url: str,
+    name: str | None = None,
+) -> tuple[T, int]:
+    """Run *function* under the policy; return its result and the number of tries it took.
+
+    Raises the last :class:`TransientError` (with ``attempts`` set on it) when
+    every try failed; other errors pass through at once.
+    """
+    policy = build_policy(retry, sleep=sleep, url=url, name=name)
+    attempts = 0
+
+    def counted() -> T:
+        nonlocal attempts
+        attempts += 1
+        return function()
+
+    try:
+        result = policy(counted)
+    except TransientError as exc:
+        exc.attempts = attempts  # type: ignore[attr-defined]
+        raise
+    return result, attempts
+
+
+def _quote(value: str) -> str:
+    return f'"{value}"' if any(c.isspace() for c in value) or not value else value

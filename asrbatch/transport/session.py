@@ -1,0 +1,234 @@
+"""The HTTP session (default timeouts, TLS, Gradio login) and the classification of failures.
+
+Everything requests can raise or answer is turned here into one of the
+asrbatch errors, so the protocol modules and the retry policy only ever see
+:class:`RetryableError` (worth another try) or a final :class:`AsrbatchError`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from asrbatch.config import ServerConfig
+from asrbatch.errors import (
+    AsrbatchError,
+    EndpointError,
+    InputRejectedError,
+    RecognitionError,
+    TransientError,
+)
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "asrbatch"
+LOGIN_ROUTES = ("/login", "/gradio_api/login")
+"""Measured: /login at the root on 3.50, 4.44 and 6.31 (not under the 5+ api_prefix); the prefixed
+route is tried only if the root one is missing."""
+
+
+class RetryableError(TransientError):
+    """A transient failure with a short ``reason`` for the retry log (``503``, ``read timeout``...)."""
+
+    def __init__(self, message: str, *, reason: str, unreachable: bool = False) -> None:
+        super().__init__(message, unreachable=unreachable)
+        self.reason = reason
+
+
+class LoginExpiredError(EndpointError):
+    """The server answered 401 to a request made with a login cookie (e.g. after a restart)."""
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Limits for one recognition, grown with the audio's duration."""
+
+    connect: float
+    read: float
+    deadline: float
+
+    @classmethod
+    def for_audio(cls, settings: ServerConfig, seconds: float | None) -> Timeouts:
+        extra = settings.read_timeout_per_audio_second * max(seconds or 0.0, 0.0)
+        return cls(settings.connect_timeout, settings.read_timeout + extra, settings.deadline + extra)
+
+    @property
+    def pair(self) -> tuple[float, float]:
+        return (self.connect, self.read)
+
+
+class TimeoutSession(requests.Session):
+    """A session whose requests all have a ``(connect, read)`` timeout unless given one."""
+
+    def __init__(self, timeout: tuple[float, float]) -> None:
+        super().__init__()
+        self.default_timeout = timeout
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.default_timeout
+        return super().request(method, url, *args, **kwargs)
+
+
+def build_session(settings: ServerConfig) -> TimeoutSession:
+    """A session for *settings*: default timeouts, TLS verification, user agent."""
+    session = TimeoutSession((settings.connect_timeout, settings.read_timeout))
+    session.verify = settings.verify_tls
+    session.headers["User-Agent"] = USER_AGENT
+    return session
+
+
+def join(base: str, route: str) -> str:
+    return base.rstrip("/") + "/" + route.lstrip("/")
+
+
+# ---------------------------------------------------------------------------------------------
+# Classification
+
+
+def classify_exception(exc: requests.RequestException, what: str) -> AsrbatchError:
+    """The asrbatch error for a requests exception raised by *what* (``POST /upload``)."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        return EndpointError(
+            f"TLS failure on {what}: {_short(exc)}",
+            hint="set server.verify_tls to the server's CA bundle, or false to skip verification",
+        )
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return RetryableError(f"connect timeout on {what}", reason="connect timeout", unreachable=True)
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return RetryableError(f"read timeout on {what}", reason="read timeout")
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return RetryableError(f"connection closed mid-response on {what}", reason="closed mid-response")
+    if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                        requests.exceptions.InvalidSchema)):
+        return EndpointError(f"invalid server URL for {what}: {exc}", hint="check server.url")
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        text = str(exc)
+        if "refused" in text.lower():
+            return RetryableError(f"connection refused on {what}", reason="connection refused", unreachable=True)
+        if "Name or service not known" in text or "nodename nor servname" in text or "resolve" in text.lower():
+            return RetryableError(f"host name not resolved on {what}", reason="name not resolved", unreachable=True)
+        # "Connection aborted": reset or closed before any status line arrived.
+        return RetryableError(f"connection reset on {what}: {_short(exc)}", reason="connection reset", unreachable=True)
+    return RecognitionError(f"request failed on {what}: {_short(exc)}")
+
+
+def classify_status(response: requests.Response, what: str, *, max_file_size: int | None = None) -> AsrbatchError:
+    """The asrbatch error for a non-2xx *response* that the protocol module did not handle itself."""
+    status = response.status_code
+    detail = error_detail(response)
+    suffix = f": {detail}" if detail else ""
+    if status == 429:
+        # The server is up but refuses work: a run should pause, not blame the file.
+        return RetryableError(f"HTTP 429 too many requests on {what}", reason="429", unreachable=True)
+    if status in (502, 503, 504):
+        return RetryableError(f"HTTP {status} on {what}", reason=str(status), unreachable=True)
+    if status == 401:
+        return LoginExpiredError(
+            f"HTTP 401 on {what}: the server requires a login",
+            hint="set server.username and the password variable (server.password_env)",
+        )
+    if status == 403:
+        return EndpointError(f"HTTP 403 forbidden on {what}{suffix}", hint="check the server's access rules")
+    if status == 404:
+        return EndpointError(f"HTTP 404 on {what}: the route does not exist on this server", hint="check server.url")
+    if status == 413:
+        limit = f" of {max_file_size} bytes" if max_file_size else ""
+        return InputRejectedError(
+            f"file larger than the server's max upload size{limit} (HTTP 413){suffix}",
+            hint="split or compress the recording, or raise the server's max_file_size",
+        )
+    if 400 <= status < 500:
+        return InputRejectedError(f"server rejected the request with HTTP {status} on {what}{suffix}")
+    return RecognitionError(
+        f"server failed on this file without saying why (HTTP {status} on {what}){suffix}",
+        hint="the server's log may tell",
+    )
+
+
+def error_detail(response: requests.Response, limit: int = 200) -> str:
+    """A short message from an error body (JSON ``detail``/``error`` or text), '' when none."""
+    try:
+        body = response.json()
+    except ValueError:
+        text = response.text.strip() if response.content else ""
+        if text.lower() in ("internal server error", "not found"):
+            return ""
+        return text[:limit]
+    if isinstance(body, dict):
+        for key in ("error", "detail", "message"):
+            value = body.get(key)
+            if isinstance(value, dict):
+                value = value.get("error") or value.get("message")
+            if isinstance(value, str) and value:
+                return value[:limit]
+        return ""
+    if isinstance(body, str):
+        return body[:limit]
+    return ""
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+# ---------------------------------------------------------------------------------------------
+# Login
+
+
+def login(session: requests.Session, settings: ServerConfig, timeouts: tuple[float, float]) -> None:
+    """Log in with the Gradio login form; the session keeps the cookie.
+
+    Raises :class:`EndpointError` when the credentials are refused or no login
+    route exists, :class:`RetryableError` for transient failures.  The password
+    never appears in any message.
+    """
+    username = settings.username or ""
+    if settings.password is None:
+        raise EndpointError(
+            f"the server requires a login for user {username!r} but no password is set",
+            hint=f"set the password variable {settings.password_env}",
+        )
+    form = {"username": username, "password": settings.password}
+    for route in LOGIN_ROUTES:
+        url = join(settings.url, route)
+        what = f"POST {route}"
+        try:
+            response = session.post(url, data=form, timeout=timeouts, allow_redirects=False)
+        except requests.RequestException as exc:
+            raise classify_exception(exc, what) from None
+        if response.status_code == 404:
+            continue
+        if response.status_code in (200, 302, 303):
+            body = _json_or_none(response)
+            if isinstance(body, dict) and body.get("success") is False:
+                raise _refused(settings, response)
+            log.debug("event=login url=%s user=%s", settings.url, username)
+            return
+        if response.status_code in (400, 401, 403):
+            raise _refused(settings, response)
+        raise classify_status(response, what)
+    raise EndpointError(
+        f"the server at {settings.url} requires a login but has no login route ({', '.join(LOGIN_ROUTES)})",
+        hint="check server.url",
+    )
+
+
+def _refused(settings: ServerConfig, response: requests.Response) -> EndpointError:
+    detail = error_detail(response) or f"HTTP {response.status_code}"
+    return EndpointError(
+        f"login refused for user {settings.username!r} at {settings.url}: {detail}",
+        hint=f"check server.username and the password in {settings.password_env}",
+    )
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except (ValueError, json.JSONDecodeError):
+        return None
