@@ -1,0 +1,5 @@
+"""``python -m asrbatch.server``: run the reference WebUI."""
+
+from asrbatch.server import main
+
+raise SystemExit(main())

@@ -1,0 +1,53 @@
+"""A stand-in engine for measuring clients: it waits as a real one would and recognises nothing.
+
+It sleeps ``seconds_per_audio_second`` x the audio's duration and returns a fixed text, so a
+client's throughput, timeouts and concurrency handling can be measured against a server whose
+speed is known. The server's concurrency limit applies to it like to any engine. Never a default.
+"""
+
+from __future__ import annotations
+
+import time
+import wave
+from collections.abc import Callable
+from pathlib import Path
+
+from asrbatch.server.engines.base import EngineResult, EngineSettings, EngineUnavailable, Segment
+
+
+def wav_duration(wav_path: Path) -> float:
+    """Length of a WAV file in seconds."""
+    with wave.open(str(wav_path), "rb") as audio:
+        return audio.getnframes() / audio.getframerate()
+
+
+class SimulatedEngine:
+    """Sleeps in proportion to the audio's length and returns a fixed text."""
+
+    name = "simulate"
+    supports_hotwords = False
+
+    def __init__(
+        self,
+        seconds_per_audio_second: float,
+        text: str,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if seconds_per_audio_second < 0:
+            raise EngineUnavailable("--simulate-rtf must be 0 or more")
+        self.model = f"simulated, {seconds_per_audio_second:g} s per audio second"
+        self.device = "cpu"
+        self.seconds_per_audio_second = seconds_per_audio_second
+        self.text = text
+        self._sleep = sleep
+
+    @classmethod
+    def load(cls, settings: EngineSettings) -> SimulatedEngine:
+        """Build the engine from the ``--simulate-*`` settings."""
+        return cls(settings.simulate_seconds_per_audio_second, settings.simulate_text)
+
+    def transcribe(self, wav_path: Path, hotwords: list[str], batch_size: int) -> EngineResult:
+        """Wait, then return the configured text as one segment covering the audio."""
+        duration = wav_duration(wav_path)
+        self._sleep(self.seconds_per_audio_second * duration)
+        return EngineResult(text=self.text, segments=(Segment(0.0, duration, self.text),))

@@ -1,0 +1,496 @@
+"""Real reference servers for tests: one virtualenv per Gradio version, servers on free ports.
+
+Each Gradio generation the client must handle gets its own venv (Gradio + PocketSphinx and the
+pins that make that old release work today) under ``$ASRBATCH_TEST_CACHE`` (default
+``<repo>/.cache/test-envs``). The venvs are built once, under a file lock, and marked ready only
+after an import check passes, so concurrent test processes and interrupted builds are safe.
+
+Create them all up front (in parallel) before running pytest::
+
+    python tests/support/servers.py --prepare all
+
+In tests, use the fixtures (the root conftest imports them)::
+
+    def test_something(gradio_server):           # one shared server per Gradio version
+        requests.get(gradio_server.url + "/config")
+
+    def test_restart(server_factory):            # a server of the test's own
+        server = server_factory("6.31.0", extra_args=["--concurrency", "2"])
+        server.restart()
+
+or directly: ``with start_server("4.44.1") as server: ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+GRADIO_VERSIONS = ("3.50.2", "4.44.1", "6.31.0")
+# What every server venv needs besides Gradio: the default engine.
+COMMON_REQUIREMENTS = ("pocketsphinx>=5,<6",)
+# Old Gradio releases resolve today's dependencies into versions they cannot run with.
+REQUIREMENTS = {
+    # GET / answers 500 with newer fastapi/starlette/pydantic; numpy 2 breaks its pandas use.
+    "3.50.2": (
+        "gradio==3.50.2",
+        "fastapi==0.104.1",
+        "starlette==0.27.0",
+        "pydantic==2.5.3",
+        "httpx==0.25.2",
+        "uvicorn==0.24.0",
+        "huggingface_hub==0.19.4",
+        "numpy<2",
+    ),
+    # huggingface_hub 1.x dropped HfFolder (import error); pydantic >= 2.11 breaks /info;
+    # starlette 1.x changed the template API. The pins are the releases of September 2024.
+    "4.44.1": (
+        "gradio==4.44.1",
+        "huggingface_hub==0.25.2",
+        "fastapi==0.115.0",
+        "starlette==0.38.6",
+        "pydantic==2.9.2",
+        "httpx==0.27.2",
+        "uvicorn==0.30.6",
+    ),
+    "6.31.0": ("gradio==6.31.0",),
+}
+READY_MARKER = ".asrbatch-ready.json"
+START_TIMEOUT_SECONDS = 90.0
+STOP_TIMEOUT_SECONDS = 15.0
+CREDENTIAL_VARIABLES = ("ASRBATCH_SERVER_USERNAME", "ASRBATCH_SERVER_PASSWORD")
+
+
+class ServerEnvironmentError(RuntimeError):
+    """A server venv could not be created, or a server did not come up."""
+
+
+def cache_dir() -> Path:
+    """Where the server venvs live: ``$ASRBATCH_TEST_CACHE`` or ``<repo>/.cache/test-envs``."""
+    configured = os.environ.get("ASRBATCH_TEST_CACHE")
+    return Path(configured) if configured else REPO / ".cache" / "test-envs"
+
+
+def requirements(version: str) -> list[str]:
+    """The pip requirements of the venv for Gradio ``version``."""
+    if version not in REQUIREMENTS:
+        raise ValueError(f"no server venv recipe for Gradio {version}: use one of {GRADIO_VERSIONS}")
+    return [*REQUIREMENTS[version], *COMMON_REQUIREMENTS]
+
+
+def _venv_python(venv: Path) -> Path:
+    return venv / "bin" / "python"
+
+
+def _is_ready(venv: Path, wanted: list[str]) -> bool:
+    marker = venv / READY_MARKER
+    try:
+        recorded = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return recorded.get("requirements") == wanted and _venv_python(venv).exists()
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _run_logged(command: Sequence[str | Path], log: Path) -> None:
+    with log.open("a", encoding="utf-8") as handle:
+        handle.write(f"$ {' '.join(map(str, command))}\n")
+        handle.flush()
+        completed = subprocess.run(
+            [str(part) for part in command],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    if completed.returncode != 0:
+        raise ServerEnvironmentError(
+            f"command failed ({completed.returncode}): {' '.join(map(str, command))}\n"
+            f"last lines of {log}:\n{_tail(log)}"
+        )
+
+
+def gradio_python(version: str) -> Path:
+    """The python of a venv with Gradio ``version`` and PocketSphinx, creating it if needed.
+
+    Safe to call from several processes at once (a file lock serialises creation); a venv is
+    used only once its ready marker is written, after the install and an import check passed.
+    Raises ServerEnvironmentError with the tail of the install log when creation fails.
+    """
+    wanted = requirements(version)
+    root = cache_dir()
+    venv = root / f"gradio-{version}"
+    if _is_ready(venv, wanted):
+        return _venv_python(venv)
+    with _file_lock(root / f"gradio-{version}.lock"):
+        if _is_ready(venv, wanted):  # another process finished it while we waited
+            return _venv_python(venv)
+        log = root / f"gradio-{version}.log"
+        log.write_text("", encoding="utf-8")
+        shutil.rmtree(venv, ignore_errors=True)
+        started = time.monotonic()
+        _run_logged([sys.executable, "-m", "venv", venv], log)
+        python = _venv_python(venv)
+        _run_logged(
+            [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input", *wanted],
+            log,
+        )
+        check = (
+            "import gradio, pocketsphinx, sys; "
+            f"sys.exit(0 if gradio.__version__ == {version!r} else 'found gradio ' + gradio.__version__)"
+        )
+        _run_logged([python, "-c", check], log)
+        marker = venv / READY_MARKER
+        partial = marker.with_suffix(".part")
+        partial.write_text(
+            json.dumps({"requirements": wanted, "seconds": round(time.monotonic() - started, 1)}),
+            encoding="utf-8",
+        )
+        os.replace(partial, marker)
+        return python
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _answers(url: str) -> bool:
+    """True once anything HTTP answers at ``url`` (a 401 from a login-protected app counts)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            response.read()
+        return True
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+class ServerProcess:
+    """A running ``python -m asrbatch.server`` in a Gradio venv; stops on context exit."""
+
+    def __init__(
+        self,
+        version: str,
+        command: list[str],
+        env: dict[str, str],
+        port: int,
+        log_path: Path,
+        start_timeout: float = START_TIMEOUT_SECONDS,
+    ) -> None:
+        self.version = version
+        self.command = command
+        self.env = env
+        self.port = port
+        self.log_path = log_path
+        self.start_timeout = start_timeout
+        self.process: subprocess.Popen[bytes] | None = None
+        self.started_in: float | None = None
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``, no trailing slash."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        return self.process.pid if self.process else None
+
+    def start(self) -> ServerProcess:
+        """Start the process and wait until ``GET /config`` answers."""
+        if self.process is not None and self.process.poll() is None:
+            raise ServerEnvironmentError(f"server on port {self.port} is already running")
+        started = time.monotonic()
+        with self.log_path.open("ab") as log:
+            log.write(f"$ {' '.join(self.command)}\n".encode())
+            log.flush()
+            self.process = subprocess.Popen(
+                self.command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                cwd=REPO,
+            )
+        deadline = started + self.start_timeout
+        while time.monotonic() < deadline:
+            if _answers(self.url + "/config"):
+                self.started_in = time.monotonic() - started
+                return self
+            try:
+                # Doubles as the poll interval and as the check that the server is still alive.
+                code = self.process.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                continue
+            raise ServerEnvironmentError(
+                f"Gradio {self.version} server exited with status {code} before answering; "
+                f"last lines of {self.log_path}:\n{self.log_tail()}"
+            )
+        self.kill()
+        raise ServerEnvironmentError(
+            f"Gradio {self.version} server did not answer {self.url}/config within "
+            f"{self.start_timeout:.0f} s; last lines of {self.log_path}:\n{self.log_tail()}"
+        )
+
+    def stop(self) -> int | None:
+        """Stop the server (SIGTERM, then SIGKILL if it lingers); return its exit status."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash or the OOM killer would."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def restart(self) -> ServerProcess:
+        """Stop and start again on the same port (counters start from zero)."""
+        self.stop()
+        return self.start()
+
+    def is_running(self) -> bool:
+        """True while the process lives."""
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines the server wrote."""
+        return _tail(self.log_path, lines)
+
+    def config(self) -> dict[str, Any]:
+        """The app's ``/config`` (unauthenticated)."""
+        with urllib.request.urlopen(self.url + "/config", timeout=10) as response:
+            result: dict[str, Any] = json.loads(response.read())
+        return result
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<ServerProcess gradio={self.version} url={self.url} pid={self.pid}>"
+
+
+def start_server(
+    version: str,
+    *,
+    engine: str = "sphinx",
+    port: int | None = None,
+    auth: tuple[str, str] | None = None,
+    extra_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    host: str | None = "127.0.0.1",
+    log_dir: Path | None = None,
+    start_timeout: float = START_TIMEOUT_SECONDS,
+) -> ServerProcess:
+    """Start the reference server from the Gradio ``version`` venv and wait until it answers.
+
+    ``port=None`` picks a free one; ``auth`` sets the login variables; ``host=None`` leaves the
+    bind address to the server's default. Uploads go to ``<log_dir>/uploads`` unless
+    ``extra_args`` names ``--temp-dir``. Use as a context manager, or call ``stop()``.
+    """
+    python = gradio_python(version)
+    log_dir = Path(log_dir or tempfile.mkdtemp(prefix=f"asrbatch-server-{version}-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    process_env = {k: v for k, v in os.environ.items() if k not in CREDENTIAL_VARIABLES}
+    process_env.update(
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        PYTHONUNBUFFERED="1",
+        GRADIO_ANALYTICS_ENABLED="False",
+    )
+    if auth is not None:
+        process_env.update(zip(CREDENTIAL_VARIABLES, auth, strict=True))
+    process_env.update(env or {})
+    attempts = 1 if port is not None else 3
+    for attempt in range(1, attempts + 1):
+        chosen = port if port is not None else free_port()
+        command = [str(python), "-m", "asrbatch.server", "--engine", engine, "--port", str(chosen)]
+        if host is not None:
+            command += ["--host", host]
+        if "--temp-dir" not in extra_args:
+            command += ["--temp-dir", str(log_dir / "uploads")]
+        command += list(extra_args)
+        server = ServerProcess(
+            version,
+            command,
+            process_env,
+            chosen,
+            log_dir / f"server-{chosen}.log",
+            start_timeout,
+        )
+        try:
+            return server.start()
+        except ServerEnvironmentError as error:
+            # Another process may have taken the free port between our probe and the bind.
+            message = str(error).lower()
+            taken = "empty port" in message or "address already in use" in message
+            if attempt == attempts or not taken:
+                raise
+    raise AssertionError("unreachable")
+
+
+# --- pytest fixtures -----------------------------------------------------------------------
+
+
+# Shared servers, counted by holder: a conftest that imports the fixtures below makes its own
+# copy of them for pytest, and every copy must get the same server, stopped by the last one.
+_shared: dict[str, tuple[ServerProcess, int]] = {}
+
+
+def _acquire_shared(version: str, log_dir: Path) -> ServerProcess:
+    server, holders = _shared.get(version, (None, 0))
+    if server is None or not server.is_running():
+        server = start_server(version, log_dir=log_dir)
+    _shared[version] = (server, holders + 1)
+    return server
+
+
+def _release_shared(version: str) -> None:
+    server, holders = _shared[version]
+    if holders > 1:
+        _shared[version] = (server, holders - 1)
+        return
+    del _shared[version]
+    server.stop()
+
+
+@pytest.fixture(scope="session", params=GRADIO_VERSIONS, ids=lambda v: f"gradio-{v}")
+def gradio_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """One shared sphinx server per Gradio version for the whole session.
+
+    Shared: tests must not rely on its counters' absolute values or change its state.
+    """
+    version: str = request.param
+    try:
+        server = _acquire_shared(version, tmp_path_factory.mktemp(f"gradio-{version}"))
+    except ServerEnvironmentError as error:
+        pytest.fail(str(error), pytrace=False)
+    try:
+        yield server
+    finally:
+        _release_shared(version)
+
+
+@pytest.fixture
+def server_factory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., ServerProcess]]:
+    """Start servers of the test's own (``server_factory(version, **start_server_kwargs)``).
+
+    Every server started through it is stopped when the test ends.
+    """
+    started: list[ServerProcess] = []
+
+    def start(version: str, **kwargs: Any) -> ServerProcess:
+        kwargs.setdefault("log_dir", tmp_path_factory.mktemp(f"own-gradio-{version}"))
+        try:
+            server = start_server(version, **kwargs)
+        except ServerEnvironmentError as error:
+            pytest.fail(str(error), pytrace=False)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+# --- command line ----------------------------------------------------------------------------
+
+
+def _prepare(versions: Sequence[str]) -> int:
+    def build(version: str) -> tuple[str, float, str | None]:
+        started = time.monotonic()
+        try:
+            python = gradio_python(version)
+        except ServerEnvironmentError as error:
+            return version, time.monotonic() - started, str(error)
+        return version, time.monotonic() - started, str(python)
+
+    failed = 0
+    with ThreadPoolExecutor(max_workers=len(versions)) as pool:
+        for version, seconds, outcome in pool.map(build, versions):
+            ok = outcome is not None and outcome.endswith("python")
+            failed += not ok
+            print(f"gradio {version}: {'ready' if ok else 'FAILED'} in {seconds:.1f} s: {outcome}")
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python tests/support/servers.py --prepare all``: build the server venvs in parallel."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--prepare",
+        nargs="+",
+        metavar="VERSION",
+        required=True,
+        help=f"Gradio versions to build venvs for, or 'all' ({', '.join(GRADIO_VERSIONS)})",
+    )
+    args = parser.parse_args(argv)
+    versions = list(GRADIO_VERSIONS) if "all" in args.prepare else args.prepare
+    unknown = [v for v in versions if v not in REQUIREMENTS]
+    if unknown:
+        parser.error(f"unknown Gradio versions {unknown}: choose from {GRADIO_VERSIONS}")
+    print(f"server venvs in {cache_dir()}")
+    return _prepare(versions)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
