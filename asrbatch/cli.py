@@ -348,7 +348,10 @@ def ping(url: str | None, config_path: Path | None, deep: bool) -> int:
     return 0
 
 
-@cli.command(context_settings={**CONTEXT, "ignore_unknown_options": True, "allow_extra_args": True})
+@cli.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
+    add_help_option=False,
+)
 @click.argument("server_args", nargs=-1, type=click.UNPROCESSED)
 def serve(server_args: Sequence[str]) -> int:
     """Start the reference Gradio ASR WebUI (needs `pip install 'asrbatch[server]'`).
@@ -357,7 +360,7 @@ def serve(server_args: Sequence[str]) -> int:
 
     \b
     Example:
-      asrbatch serve --engine sphinx --port 7860
+      asrbatch serve --engine sphinx --host 127.0.0.1 --port 7860
     """
     try:
         from asrbatch.server import main as server_main
