@@ -57,6 +57,8 @@ class Hit:
     method: str
     path: str
     action: str
+    size: int = 0
+    """Bytes in the request body."""
 
 
 @dataclass
@@ -221,7 +223,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = urllib.parse.urlsplit(self.path).path
         action = self._choose(path)
         with self.state.lock:
-            self.state.hits.append(Hit(self.command, path, getattr(action, "__name__", "action")))
+            self.state.hits.append(Hit(self.command, path, getattr(action, "__name__", "action"), len(body)))
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             action(self, body)
 
