@@ -360,7 +360,7 @@ def _build(cls: type, data: Any, prefix: str, problems: list[str]) -> Any:
             near = ", ".join(sorted(fields))
             problems.append(f"{prefix}{key}: unknown key (known here: {near})")
     values: dict[str, Any] = {}
-    for name, f in fields.items():
+    for name in fields:
         hint = hints[name]
         key = f"{prefix}{name}"
         if dataclasses.is_dataclass(hint):

@@ -7,6 +7,7 @@ summary, and stops the server.  It exercises the same code path as a cron run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -57,24 +58,26 @@ def run_demo(
         raise AsrbatchError(f"sample folder {samples} not found", hint="pass --samples DIR")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log_file = tempfile.NamedTemporaryFile(prefix="asrbatch-demo-server-", suffix=".log", delete=False)
     echo(f"starting the reference server ({engine} engine) on {url} ...")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "asrbatch.server", "--engine", engine, "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        start_new_session=True,
-    )
-    try:
-        _wait_until_up(url, process, Path(log_file.name))
-        config: Config = load_config(None, env={}, overrides={"server.url": url})
-        config = dataclasses.replace(config, input=dataclasses.replace(config.input, min_age=0.0))
-        echo(f"transcribing {samples} -> {output_dir}")
-        summary = run_batch(config, RunOptions(input_dir=samples, output_dir=output_dir, min_age=0.0))
-    finally:
-        _stop(process)
-        log_file.close()
+    with tempfile.TemporaryDirectory(prefix="asrbatch-demo-") as scratch:
+        server_log = Path(scratch) / "server.log"
+        with open(server_log, "wb") as log_handle:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "asrbatch.server", "--engine", engine, "--host", "127.0.0.1",
+                 "--port", str(port), "--temp-dir", str(Path(scratch) / "uploads")],
+                stdout=log_handle,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                start_new_session=True,
+            )
+        try:
+            _wait_until_up(url, process, server_log)
+            config: Config = load_config(None, env={}, overrides={"server.url": url})
+            config = dataclasses.replace(config, input=dataclasses.replace(config.input, min_age=0.0))
+            echo(f"transcribing {samples} -> {output_dir}")
+            summary = run_batch(config, RunOptions(input_dir=samples, output_dir=output_dir, min_age=0.0))
+        finally:
+            _stop(process)
     transcripts = {}
     for txt in sorted(summary.output_dir.rglob("*.txt")):
         if ".asrbatch" in txt.parts:
@@ -83,7 +86,6 @@ def run_demo(
         transcripts[rel] = txt.read_text(encoding="utf-8").strip()
         echo(f"--- {rel}\n{transcripts[rel] or '(silence)'}")
     echo(summary.line())
-    Path(log_file.name).unlink(missing_ok=True)
     return DemoResult(summary, transcripts)
 
 
@@ -114,8 +116,6 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=15)
     except (subprocess.TimeoutExpired, ProcessLookupError):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         process.wait()

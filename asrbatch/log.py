@@ -31,9 +31,7 @@ def setup_logging(
     *verbosity*: -1 quiet (errors only), 0 default, 1 verbose, 2 debug.
     """
     root = logging.getLogger("asrbatch")
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-        handler.close()
+    close_logging()
     root.setLevel(logging.DEBUG)
     root.propagate = False
 

@@ -97,7 +97,7 @@ def test_six_minute_stereo_mp3_goes_in_chunks_with_timed_outputs(server: ServerP
     assert len(segments) == len(uploads)
     assert segments[0]["start"] == 0
     assert abs(segments[-1]["end"] - duration) < 0.5
-    for before, after in zip(segments, segments[1:]):
+    for before, after in zip(segments, segments[1:], strict=False):
         assert before["start"] < after["start"] and after["start"] <= before["end"] + 0.01
         assert before["end"] - before["start"] <= max_chunk + 0.01
     assert data["audio_seconds"] == pytest.approx(duration, abs=0.5)
