@@ -19,6 +19,13 @@ from asrbatch.config import HousekeepingConfig
 log = logging.getLogger(__name__)
 
 
+def folders(settings: HousekeepingConfig) -> tuple[Path, ...]:
+    """The folders recordings are moved to: never scanned as input, even when inside it."""
+    if settings.mode != "move":
+        return ()
+    return tuple(p.expanduser() for p in (settings.done_dir, settings.failed_dir) if p is not None)
+
+
 def destination(root: Path, key: str) -> Path:
     """Where recording *key* goes under *root*: the same relative path, numbered if taken."""
     target = root / key

@@ -36,7 +36,7 @@ from asrbatch.errors import (
 from asrbatch.ledger import FAILED, FINISHED_OUTCOMES, ChunkResult, Entry, Ledger, file_sha256
 from asrbatch.lock import RunLock
 from asrbatch.output import Segment, Transcript
-from asrbatch.scan import Recording, ScanResult, is_unchanged, read_hotwords_file, scan_directory
+from asrbatch.scan import Recording, ScanResult, Skipped, is_unchanged, read_hotwords_file, scan_directory
 from asrbatch.transport import Client, Recognition, ServerInfo
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,8 @@ class RunOptions:
     max_files: int | None = None
     max_runtime: float | None = None
     workers: int | None = None
+    exclude_keys: frozenset[str] = frozenset()
+    """Recordings left alone in this pass (``asrbatch watch``: files still open or settling)."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ class RunSummary:
     server_seconds: float = 0.0
     wall_seconds: float = 0.0
     stopped: str | None = None
-    """Why the run stopped early: server_unavailable, max_files, max_runtime."""
+    """Why the run stopped early: server_unavailable, max_files, max_runtime, interrupted."""
     stop_message: str | None = None
     dry_run: bool = False
     outcomes: tuple[FileOutcome, ...] = ()
@@ -281,6 +283,8 @@ def run_batch(
     client_factory: ClientFactory = _default_client,
     progress: ProgressListener = _no_progress,
     clock: Callable[[], float] = time.monotonic,
+    stop: threading.Event | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> RunSummary:
     """Run one pass over ``options.input_dir`` and return what happened.
 
@@ -288,6 +292,10 @@ def run_batch(
     when another run holds the lock, :class:`EndpointError` when the server answers
     but the recognition function cannot be used.  An unreachable server does not
     raise: the summary says ``stopped="server_unavailable"`` (exit code 3).
+
+    *stop*, when set (e.g. from a signal handler), lets the recordings in flight finish
+    and leaves the rest pending (``stopped="interrupted"``).  *on_start* is called once
+    the lock is held, before anything else (monitoring's start ping).
     """
     started = clock()
     input_dir = options.input_dir.expanduser()
@@ -301,7 +309,7 @@ def run_batch(
                           hint="choose an output folder outside the recordings, e.g. -o "
                                f"{input_dir.with_name(input_dir.name + '_transcripts')}")
     state_dir = config.state_dir_for(output_dir).expanduser().resolve()
-    exclude = (output_dir, state_dir)
+    exclude = (output_dir, state_dir, *housekeeping.folders(config.housekeeping))
     min_age = options.min_age
 
     if options.dry_run:
@@ -329,8 +337,11 @@ def run_batch(
         )
 
     with RunLock(state_dir):
+        if on_start is not None:
+            on_start()
         with Ledger.open(state_dir / "ledger.sqlite3") as ledger:
-            run = _Run(config, options, ledger, input_dir, output_dir, state_dir, client_factory, progress, clock)
+            run = _Run(config, options, ledger, input_dir, output_dir, state_dir, client_factory, progress, clock,
+                       exclude, stop)
             return run.execute(started)
 
 
@@ -350,6 +361,8 @@ class _Run:
         client_factory: ClientFactory,
         progress: ProgressListener,
         clock: Callable[[], float],
+        exclude: tuple[Path, ...],
+        interrupt: threading.Event | None,
     ) -> None:
         self.config = config
         self.options = options
@@ -360,6 +373,8 @@ class _Run:
         self.client_factory = client_factory
         self.progress = progress
         self.clock = clock
+        self.exclude = exclude
+        self.interrupt = interrupt
         self.stop_event = threading.Event()
         self.stopped: str | None = None
         self.stop_message: str | None = None
@@ -377,8 +392,9 @@ class _Run:
         shutil.rmtree(tmp_root, ignore_errors=True)  # we hold the lock: leftovers are a dead run's
         summary: RunSummary | None = None
         try:
-            scan = scan_directory(self.input_dir, self.config.input, exclude=(self.output_dir, self.state_dir),
+            scan = scan_directory(self.input_dir, self.config.input, exclude=self.exclude,
                                   min_age=self.options.min_age)
+            scan = _hold_back(scan, self.options.exclude_keys)
             for skipped in scan.skipped:
                 log.info("event=skip path=%s reason=%r", skipped.key, skipped.reason)
             decisions = decide(scan, self.ledger, force=self.options.force, max_runs=self.config.state.max_runs,
@@ -439,13 +455,13 @@ class _Run:
             pending: set[concurrent.futures.Future[FileOutcome]] = set()
             queue = list(work)
             while queue or pending:
-                while queue and len(pending) < pool_size and not self.stop_event.is_set():
+                while queue and len(pending) < pool_size and not self._stopping():
                     if deadline is not None and self.clock() >= deadline:
                         self._request_stop("max_runtime", "--max-runtime reached")
                         break
                     decision = queue.pop(0)
                     pending.add(pool.submit(self._one, decision, bases, tmp_root, in_flight))
-                if self.stop_event.is_set() and queue:
+                if self._stopping() and queue:
                     reason = self.stop_message or self.stopped or "stopped"
                     for d in queue:
                         self._add(FileOutcome(d.recording.key, "pending", f"left for the next run ({reason})"))
@@ -482,6 +498,13 @@ class _Run:
             log.info("event=server url=%s gradio=%s protocol=%s", self.server.url, self.server.gradio_version,
                      self.server.protocol)
 
+    def _stopping(self) -> bool:
+        """True once the run must stop; a set *interrupt* event (a signal) stops it here."""
+        if self.interrupt is not None and self.interrupt.is_set() and not self.stop_event.is_set():
+            self._request_stop("interrupted", "stopped by a signal")
+            log.info("event=interrupted action=finish_in_flight")
+        return self.stop_event.is_set()
+
     def _request_stop(self, why: str, message: str) -> None:
         if self.stopped is None or self.stopped in ("max_files",):
             self.stopped = why
@@ -512,7 +535,7 @@ class _Run:
         self, decision: Decision, bases: dict[str, str], tmp_root: Path, in_flight: threading.BoundedSemaphore
     ) -> FileOutcome:
         recording = decision.recording
-        if self.stop_event.is_set():
+        if self._stopping():
             return FileOutcome(recording.key, "pending", f"left for the next run ({self.stop_message})")
         try:
             if decision.action in (REUSE, REWRITE):
@@ -602,7 +625,7 @@ class _Run:
                 if ident in done:
                     results[ident] = done[ident]
                     continue
-                if self.stop_event.is_set():
+                if self._stopping():
                     raise _Stop(self.stop_message or "stopped")
                 if chunk.silent:
                     result = ChunkResult(channel, chunk.index, chunk.start, chunk.end, "", 0.0, 0)
@@ -658,7 +681,7 @@ class _Run:
         assert self.client is not None
         separator = self.config.server.hotword_separator
         with in_flight:
-            if self.stop_event.is_set():
+            if self._stopping():
                 raise _Stop(self.stop_message or "stopped")
             try:
                 return self.client.transcribe(
@@ -728,6 +751,16 @@ class _Run:
             skipped_by_scan=tuple((s.key, s.reason) for s in scan.skipped),
             server=self.server,
         )
+
+
+def _hold_back(scan: ScanResult, keys: frozenset[str]) -> ScanResult:
+    """*scan* without the recordings named in *keys*, which are reported as skipped."""
+    if not keys:
+        return scan
+    held = tuple(Skipped(r.key, "still being written (left for a later pass)") for r in scan.recordings
+                 if r.key in keys)
+    return dataclasses.replace(scan, recordings=tuple(r for r in scan.recordings if r.key not in keys),
+                               skipped=scan.skipped + held)
 
 
 def _assemble(
