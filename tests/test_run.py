@@ -18,7 +18,7 @@ import pytest
 
 from asrbatch.cli import main
 from tests.support import speech
-from tests.support.faultproxy import FaultProxy, forward, hang
+from tests.support.faultproxy import FaultProxy, forward, hang, respond
 from tests.support.servers import ServerProcess, start_server
 from tests.support.wer import wer
 
@@ -349,3 +349,58 @@ def test_usage_errors_exit_2_and_send_nothing(tmp_path: Path, capsys: pytest.Cap
     assert main(["run", str(tmp_path / "in"), "-c", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "server.url: must start with http" in err and "server.timeout: unknown key" in err
+
+
+def test_server_failing_on_a_file_is_retried_on_later_runs_then_waits_for_retry(tmp_path: Path) -> None:
+    inp, out = tmp_path / "in", tmp_path / "out"
+    place(inp, "a.wav", speech.synthesize(speech.SENTENCES[19]))
+    config = tmp_path / "c.yaml"
+    config.write_text("state:\n  max_runs: 2\n")
+    with start_server("3.50.2", log_dir=tmp_path / "server") as server, FaultProxy(server.url) as proxy:
+        # A bare 500 without a message: the server failed, the file may be fine.
+        proxy.add("POST", r"/api/predict", respond(500, '{"error": null}', "application/json"), times=None)
+        args = ("run", str(inp), "-o", str(out), "-c", str(config), "--url", proxy.url)
+        for attempt in (1, 2):
+            result = cli(*args)
+            assert result.returncode == 1
+            assert "without saying why" in result.stderr
+            assert ledger_rows(out)["a.wav"]["failed_runs"] == attempt
+        assert proxy.count("POST", RECOGNITION) == 2
+        given_up = cli(*args)
+        assert given_up.returncode == 0 and proxy.count("POST", RECOGNITION) == 2
+        assert main(["status", "-o", str(out)]) == 0
+        proxy.clear()
+        assert main(["retry", "-o", str(out)]) == 0
+        assert cli(*args).returncode == 0
+    assert ledger_rows(out)["a.wav"]["outcome"] == "done"
+    assert_close({"a.wav": (speech.SENTENCES[19], transcript(out, "a.wav"))})
+
+
+def test_server_dying_mid_run_stops_the_run_with_the_rest_pending(tmp_path: Path) -> None:
+    inp, out = tmp_path / "in", tmp_path / "out"
+    keys = [f"m{i}.wav" for i in range(8)]
+    for i, key in enumerate(keys):
+        place(inp, key, speech.synthesize(speech.SENTENCES[i]))
+    server = start_server("6.31.0", log_dir=tmp_path / "server")
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "asrbatch", "run", str(inp), "-o", str(out), "--url", server.url],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+            env={**os.environ, "ASRBATCH_SERVER_RETRY_ATTEMPTS": "2", "ASRBATCH_SERVER_RETRY_INITIAL_WAIT": "0.05",
+                 "ASRBATCH_SERVER_RETRY_JITTER": "0"},
+        )
+        deadline = time.monotonic() + 60
+        while len(list(out.glob("m*.txt"))) < 2:
+            assert time.monotonic() < deadline and process.poll() is None, "run did not progress"
+            time.sleep(0.01)
+        server.kill()
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        server.stop()
+    assert process.returncode == 3, stderr
+    assert "server unavailable" in stderr
+    rows = ledger_rows(out)
+    done = {k for k in keys if rows.get(k, {}).get("outcome") == "done"}
+    assert 2 <= len(done) < len(keys)
+    assert all(rows.get(k, {}).get("outcome") in (None, "pending") for k in keys if k not in done)
+    assert len(list(out.glob("m*.txt"))) == len(done)
