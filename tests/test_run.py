@@ -404,3 +404,33 @@ def test_server_dying_mid_run_stops_the_run_with_the_rest_pending(tmp_path: Path
     assert 2 <= len(done) < len(keys)
     assert all(rows.get(k, {}).get("outcome") in (None, "pending") for k in keys if k not in done)
     assert len(list(out.glob("m*.txt"))) == len(done)
+
+
+def test_terminal_gets_a_progress_bar_and_the_summary(server: ServerProcess, tmp_path: Path) -> None:
+    import pty
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    place(inp, "a.wav", speech.synthesize(speech.SENTENCES[3]))
+    place(inp, "b.wav", speech.synthesize(speech.SENTENCES[4]))
+    controller, terminal = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "asrbatch", "run", str(inp), "-o", str(out), "--url", server.url],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=terminal, cwd=REPO,
+        )
+        os.close(terminal)
+        shown = b""
+        while True:
+            try:
+                data = os.read(controller, 4096)
+            except OSError:  # the run closed the terminal
+                break
+            if not data:
+                break
+            shown += data
+        assert process.wait(timeout=120) == 0
+    finally:
+        os.close(controller)
+    text = shown.decode("utf-8", "replace")
+    assert "transcribing" in text and "100%" in text
+    assert "event=summary found=2 new=2 done=2" in text
