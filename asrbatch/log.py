@@ -57,6 +57,9 @@ def setup_logging(
     console.setLevel(level)
     console.setFormatter(logging.Formatter(CONSOLE_FORMAT))
     root.addHandler(console)
+    # The logger's own level is the most detailed any handler wants, so that debug lines
+    # nobody will write (one per skipped file in a big archive) cost nothing.
+    root.setLevel(min(h.level for h in root.handlers))
 
 
 def close_logging() -> None:
