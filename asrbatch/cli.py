@@ -15,8 +15,9 @@ import click
 import asrbatch
 from asrbatch.config import Config, load_config
 from asrbatch.errors import AsrbatchError, ExitCode
+from asrbatch.job import run_job
 from asrbatch.log import close_logging, setup_logging
-from asrbatch.runner import FileOutcome, RunOptions, RunSummary, run_batch
+from asrbatch.runner import FileOutcome, RunOptions, RunSummary
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +117,21 @@ def run(
         workers=workers,
     )
     if dry_run:
-        summary = run_batch(config, options)
+        summary = run_job(config, options)
         _print_plan(summary)
         return int(ExitCode.OK)
 
+    _setup_logging(config, input_dir, verbose, quiet)
+    progress = _Progress(enabled=_stderr_is_tty() and not quiet)
+    try:
+        summary = run_job(config, options, progress=progress)
+    finally:
+        progress.close()
+    _print_summary(summary, quiet=quiet, verbose=verbose)
+    return int(summary.exit_code)
+
+
+def _setup_logging(config: Config, input_dir: Path, verbose: int, quiet: bool) -> None:
     output_root = config.output_dir_for(input_dir)
     state_dir = config.state_dir_for(output_root.expanduser().resolve())
     setup_logging(
@@ -129,13 +141,6 @@ def run(
         max_bytes=config.log.max_bytes,
         backups=config.log.backups,
     )
-    progress = _Progress(enabled=_stderr_is_tty() and not quiet)
-    try:
-        summary = run_batch(config, options, progress=progress)
-    finally:
-        progress.close()
-    _print_summary(summary, quiet=quiet, verbose=verbose)
-    return int(summary.exit_code)
 
 
 class _Progress:
@@ -189,7 +194,121 @@ def _print_summary(summary: RunSummary, *, quiet: bool, verbose: int) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# status / retry / forget
+# watch / cron-line
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("input_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("-o", "--output", "output_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Transcript folder (default: <INPUT_DIR>_transcripts beside the input).")
+@config_option
+@click.option("--url", help="Server URL (overrides server.url).")
+@click.option("--hotwords", help="Extra hotwords for every recording, comma-separated.")
+@click.option("--formats", help="Outputs to write, comma-separated: txt,json,srt,vtt.")
+@click.option("--workers", type=click.IntRange(1, 64), help="Requests in flight at once.")
+@click.option("--settle", type=click.FloatRange(0), help="Seconds a closed file must stay unchanged (watch.settle).")
+@click.option("--rescan-interval", type=click.FloatRange(1), help="Seconds between full rescans (watch.rescan_interval).")
+@verbose_option
+@quiet_option
+def watch(
+    input_dir: Path,
+    output_dir: Path | None,
+    config_path: Path | None,
+    url: str | None,
+    hotwords: str | None,
+    formats: str | None,
+    workers: int | None,
+    settle: float | None,
+    rescan_interval: float | None,
+    verbose: int,
+    quiet: bool,
+) -> int:
+    """Watch INPUT_DIR and transcribe each recording once it is complete, until stopped.
+
+    A recording is sent once its writer has closed it and it stayed unchanged for
+    --settle seconds; a full rescan every --rescan-interval seconds catches anything
+    missed.  Same ledger, lock and outputs as `asrbatch run`, so both can share a
+    folder.  SIGTERM or Ctrl-C stops after the recordings in flight (exit 0).
+
+    \b
+    Example:
+      asrbatch watch /data/recordings -o /data/transcripts -c /etc/asrbatch/config.yaml
+    """
+    from asrbatch.watch import run_watch
+
+    overrides: dict[str, Any] = {
+        "server.url": url,
+        "output.dir": str(output_dir) if output_dir else None,
+        "output.formats": [f.strip() for f in formats.split(",") if f.strip()] if formats else None,
+        "watch.settle": settle,
+        "watch.rescan_interval": rescan_interval,
+    }
+    config = _load(config_path, overrides)
+    options = RunOptions(
+        input_dir=input_dir,
+        output_dir=output_dir,
+        hotwords=tuple(w.strip() for w in (hotwords or "").split(",") if w.strip()),
+        workers=workers,
+    )
+    _setup_logging(config, input_dir, verbose, quiet)
+    show = (_stderr_is_tty() or verbose > 0) and not quiet
+
+    def on_pass(summary: RunSummary) -> None:
+        if show and (summary.done or summary.empty or summary.failed or summary.reused or summary.stopped):
+            click.echo(summary.line(), err=True)
+
+    return run_watch(config, options, on_pass=on_pass)
+
+
+@cli.command("cron-line", context_settings=CONTEXT)
+@click.argument("input_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("-o", "--output", "output_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Transcript folder (default: output.dir, or <INPUT_DIR>_transcripts).")
+@config_option
+@click.option("--user", help="User the job runs as (the /etc/cron.d user field; default: you).")
+@click.option("--crontab", "personal", is_flag=True, help="Print a personal crontab entry (no user field).")
+@click.option("--minute", type=click.IntRange(0, 59), default=5, show_default=True, help="Minute of every hour.")
+@click.option("--max-runtime", type=click.FloatRange(1),
+              help="Start no new recording after this many seconds (default: 3000 unless run.max_runtime is set).")
+@click.option("--lock-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="flock file (default: /run/lock/asrbatch-<output>-<hash>.lock).")
+@click.option("--log", "log_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Append the job's output to this file instead of having cron mail it.")
+def cron_line(
+    input_dir: Path,
+    output_dir: Path | None,
+    config_path: Path | None,
+    user: str | None,
+    personal: bool,
+    minute: int,
+    max_runtime: float | None,
+    lock_file: Path | None,
+    log_file: Path | None,
+) -> int:
+    """Print the crontab entry that runs this job every hour (for /etc/cron.d/asrbatch).
+
+    The entry uses absolute paths, `flock -n` (a run still going makes the next one
+    skip quietly), `-q` (cron mails real errors only) and a --max-runtime bound.
+
+    \b
+    Example:
+      asrbatch cron-line /data/recordings -o /data/transcripts -c /etc/asrbatch/config.yaml \\
+          --user asrbatch | sudo tee /etc/cron.d/asrbatch
+    """
+    import getpass
+
+    from asrbatch import schedule
+
+    config = _load(config_path, {"output.dir": str(output_dir) if output_dir else None})
+    job = schedule.plan(config, input_dir, output_dir=output_dir,
+                        user=None if personal else (user or getpass.getuser()), minute=minute,
+                        max_runtime=max_runtime, lock_file=lock_file, log_file=log_file)
+    click.echo(schedule.render(job), nl=False)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# status / report / retry / forget
 
 
 def _state_dir(config_path: Path | None, output_dir: Path | None, state_dir: Path | None) -> Path:
@@ -260,8 +379,15 @@ def status(output_dir: Path | None, state_dir: Path | None, config_path: Path | 
         )
     else:
         click.echo("last run: none")
+    click.echo(f"last success: {report['last_success_at'] or 'never'}")
+    period = report["period"]
+    if days:
+        click.echo(
+            f"last {days} day(s): files={period['files']} done={period['done']} empty={period['empty']} "
+            f"failed={period['failed']} audio_h={period['audio_hours']:.2f}"
+        )
     if report["daily"]:
-        click.echo("per day:")
+        click.echo("per day (UTC):")
         for day in report["daily"]:
             reasons = "; ".join(f"{n}x {r}" for r, n in sorted(day["failures"].items(), key=lambda x: -x[1])[:3])
             click.echo(
@@ -274,6 +400,31 @@ def status(output_dir: Path | None, state_dir: Path | None, config_path: Path | 
         for f in report["failed"]:
             kind = "permanent" if f["permanent"] else f"runs={f['failed_runs']}"
             click.echo(f"  {f['path']}  attempts={f['attempts']} {kind}  {f['error']}")
+    return 0
+
+
+@cli.command(context_settings=CONTEXT)
+@with_state_options
+@click.option("--html", "html_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Where to write the page (default: <state>/report.html).")
+@click.option("--days", type=click.IntRange(1), default=30, show_default=True, help="Days in the chart and tables.")
+def report(output_dir: Path | None, state_dir: Path | None, config_path: Path | None, html_path: Path | None,
+           days: int) -> int:
+    """Write an HTML page of what the job has done: totals, a chart of throughput per day, failures, runs.
+
+    The page is self-contained (no scripts, no external files): open it in a browser,
+    mail it, or serve it.
+
+    \b
+    Example:
+      asrbatch report -o /data/transcripts --html /var/www/asrbatch/index.html
+    """
+    from asrbatch.report import write_html_report
+
+    state = _state_dir(config_path, output_dir, state_dir)
+    with _open_ledger(state) as ledger:
+        written = write_html_report(ledger, html_path or state / "report.html", days=days)
+    click.echo(str(written))
     return 0
 
 

@@ -1,0 +1,123 @@
+"""The crontab entry for a job (``asrbatch cron-line``), built from its configuration."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from asrbatch.config import Config
+
+DEFAULT_MINUTE = 5
+DEFAULT_MAX_RUNTIME = 3000.0
+"""50 minutes: an hourly run stops starting new recordings in time for the next hour."""
+LOCK_FOLDER = Path("/run/lock")
+"""Exists at boot on Debian and Ubuntu (tmpfs, writable by every user, sticky)."""
+
+
+@dataclass(frozen=True)
+class CronJob:
+    """What goes into the crontab entry."""
+
+    input_dir: Path
+    output_dir: Path
+    config_file: Path | None
+    user: str | None
+    """The user field of /etc/cron.d files; None for a personal crontab (``crontab -e``)."""
+    minute: int = DEFAULT_MINUTE
+    max_runtime: float | None = DEFAULT_MAX_RUNTIME
+    lock_file: Path | None = None
+    log_file: Path | None = None
+    """Append the output there instead of letting cron mail it."""
+    executable: str = "asrbatch"
+    needs_password: str | None = None
+    """The variable holding the server password, when the config logs in."""
+
+
+def plan(
+    config: Config,
+    input_dir: Path,
+    *,
+    output_dir: Path | None = None,
+    user: str | None,
+    minute: int = DEFAULT_MINUTE,
+    max_runtime: float | None = None,
+    lock_file: Path | None = None,
+    log_file: Path | None = None,
+) -> CronJob:
+    """The cron job for *input_dir* under *config*: absolute paths, a lock file, a runtime bound.
+
+    ``max_runtime`` defaults to 50 minutes unless the config sets ``run.max_runtime``.
+    """
+    input_dir = input_dir.expanduser().resolve()
+    output = (output_dir or config.output_dir_for(input_dir)).expanduser().resolve()
+    state = config.state_dir_for(output).expanduser().resolve()
+    if max_runtime is None and config.run.max_runtime is None:
+        max_runtime = DEFAULT_MAX_RUNTIME
+    return CronJob(
+        input_dir=input_dir,
+        output_dir=output,
+        config_file=config.source.expanduser().resolve() if config.source else None,
+        user=user,
+        minute=minute,
+        max_runtime=max_runtime,
+        lock_file=lock_file or default_lock_file(state),
+        log_file=log_file.expanduser().resolve() if log_file else None,
+        executable=find_executable(),
+        needs_password=config.server.password_env if config.server.username else None,
+    )
+
+
+def default_lock_file(state_dir: Path) -> Path:
+    """One lock file per job, named after its output folder: ``/run/lock/asrbatch-<name>-<hash>.lock``."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", state_dir.parent.name or "root")[:40]
+    digest = hashlib.sha256(str(state_dir).encode()).hexdigest()[:8]
+    return LOCK_FOLDER / f"asrbatch-{name}-{digest}.lock"
+
+
+def find_executable() -> str:
+    """The absolute path of the ``asrbatch`` command this Python runs (a virtualenv's, say)."""
+    beside = Path(sys.executable).parent / "asrbatch"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("asrbatch")
+    return str(Path(found).resolve()) if found else "asrbatch"
+
+
+def command(job: CronJob) -> list[str]:
+    """The job's command as an argument list (what flock runs)."""
+    args = [job.executable, "run", str(job.input_dir), "-o", str(job.output_dir)]
+    if job.config_file is not None:
+        args += ["-c", str(job.config_file)]
+    if job.max_runtime is not None:
+        args += ["--max-runtime", f"{job.max_runtime:g}"]
+    args.append("-q")
+    return args
+
+
+def render(job: CronJob) -> str:
+    """The crontab text: a comment, the environment lines and the entry."""
+    when = f"{job.minute} * * * *"
+    shell = " ".join(_cron_quote(arg) for arg in ["flock", "-n", str(job.lock_file), *command(job)])
+    if job.log_file is not None:
+        shell += f" >>{_cron_quote(str(job.log_file))} 2>&1"
+    entry = f"{when}  {job.user}  {shell}" if job.user else f"{when}  {shell}"
+    where = "/etc/cron.d/asrbatch" if job.user else "your crontab (crontab -e)"
+    lines = [
+        f"# {where}: transcribe new recordings in {job.input_dir} at {job.minute} past every hour.",
+        "# flock -n: an hour still running makes the next one skip quietly; -q: cron mails real errors only.",
+    ]
+    if job.needs_password:
+        lines.append(f"# The server login reads ${job.needs_password}: add {job.needs_password}=... as a line "
+                     "below and make this file readable by root only (chmod 600).")
+    lines += ["SHELL=/bin/sh", "PATH=/usr/local/bin:/usr/bin:/bin", entry]
+    return "\n".join(lines) + "\n"
+
+
+def _cron_quote(arg: str) -> str:
+    # cron turns an unescaped % into a newline.
+    return shlex.quote(arg).replace("%", "\\%")
