@@ -6,7 +6,9 @@ Both read the same figures from :func:`build_status`.  Days are UTC calendar day
 from __future__ import annotations
 
 import html
+import math
 import os
+import re
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -27,8 +29,12 @@ def build_status(ledger: Ledger, *, days: int = 7, today: date | None = None) ->
     daily = [d for d in ledger.daily(days) if first is not None and d["day"] >= first] if days else []
     reasons: dict[str, int] = {}
     for day in daily:
-        for reason, count in day["failures"].items():
+        by_reason: dict[str, int] = {}
+        for error, count in day["failures"].items():
+            reason = failure_reason(error)
+            by_reason[reason] = by_reason.get(reason, 0) + count
             reasons[reason] = reasons.get(reason, 0) + count
+        day["failures"] = by_reason
     return {
         "counts": ledger.counts(),
         "audio_hours": totals["audio_seconds"] / 3600,
@@ -71,6 +77,14 @@ def build_status(ledger: Ledger, *, days: int = 7, today: date | None = None) ->
     }
 
 
+_PATH_PREFIX = re.compile(r"^(?:/|[A-Za-z]:[\\/]).*?\.[A-Za-z0-9]{1,5}: ")
+
+
+def failure_reason(error: str) -> str:
+    """*error* without the recording's own path in front, so that the same reason groups together."""
+    return _PATH_PREFIX.sub("", error, count=1)
+
+
 def _last_success(ledger: Ledger) -> str | None:
     for run in ledger.runs():
         if run.exit_code == 0 and run.finished_at:
@@ -95,9 +109,10 @@ h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 28px 0 8p
 .cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(150px, 1fr)); gap: 12px; }
 .card { border: 1px solid var(--line); border-radius: 8px; padding: 10px 14px; }
 .card .value { font-size: 24px; font-weight: 600; } .card .label { color: var(--muted); font-size: 13px; }
-.card.bad .value { color: var(--bad); }
+.card.bad .value { color: var(--bad); } .card .value.time { font-size: 17px; padding: 5px 0 4px; }
 table { border-collapse: collapse; width: 100%; font-size: 13.5px; }
 th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
+td:first-child { white-space: nowrap; }
 th { color: var(--muted); font-weight: 600; } td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 .legend span { margin-right: 16px; color: var(--muted); font-size: 13px; }
 .legend i { display: inline-block; width: 12px; height: 12px; margin-right: 6px; vertical-align: -1px; }
@@ -158,7 +173,8 @@ def render_html(status: dict[str, Any], runs: list[Any], *, title: str, generate
         '<div class="cards">',
     ]
     for ident, value, label, bad in cards:
-        parts.append(f'<div class="card{" bad" if bad else ""}"><div class="value" id="{ident}">{e(value)}</div>'
+        kind = "value time" if ident.startswith("last-") else "value"
+        parts.append(f'<div class="card{" bad" if bad else ""}"><div class="{kind}" id="{ident}">{e(value)}</div>'
                      f'<div class="label">{e(label)}</div></div>')
     parts.append("</div>")
 
@@ -205,7 +221,7 @@ def render_html(status: dict[str, Any], runs: list[Any], *, title: str, generate
                      "<th>retried</th></tr>")
         for f in status["failed"]:
             retried = "no (until the file changes or `asrbatch retry`)" if f["permanent"] else f"{f['failed_runs']} run(s)"
-            parts.append(f'<tr><td>{e(f["path"])}</td><td>{e(f["error"] or "")}</td>'
+            parts.append(f'<tr><td>{e(f["path"])}</td><td>{e(failure_reason(f["error"] or ""))}</td>'
                          f'<td class="n">{f["attempts"]}</td><td>{e(retried)}</td></tr>')
         parts.append("</table>")
     else:
@@ -240,7 +256,7 @@ def chart_svg(series: list[tuple[str, int, float]]) -> str:
     plot_w = width - MARGIN_LEFT - MARGIN_RIGHT
     plot_h = height - MARGIN_TOP - MARGIN_BOTTOM
     hours_top = _nice_ceiling(max((h for _, _, h in series), default=0.0))
-    files_top = _nice_ceiling(float(max((f for _, f, _ in series), default=0)))
+    files_top = 4 * max(1, math.ceil(_nice_ceiling(max((f for _, f, _ in series), default=0) / 4)))
     slot = plot_w / max(1, len(series))
     bottom = MARGIN_TOP + plot_h
     out = [f'<svg id="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" '
