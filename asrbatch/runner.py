@@ -400,6 +400,7 @@ class _Run:
             decisions = decide(scan, self.ledger, force=self.options.force, max_runs=self.config.state.max_runs,
                                output_dir=self.output_dir)
             self._clean_leftovers(decisions)
+            self._tidy(decisions)
             bases = output.output_bases(r.key for r in scan.recordings)
             work = [d for d in decisions if d.action != SKIP]
             for d in decisions:
@@ -713,6 +714,23 @@ class _Run:
         hashes = {rel: output.content_hash(content) for rel, content in files.items()}
         self.ledger.record_intent(decision.recording.key, {rel: rel for rel in files}, hashes)
         return output.write_files(self.output_dir, files, source=decision.recording.key)
+
+    def _tidy(self, decisions: list[Decision]) -> None:
+        """Housekeeping for recordings finished (or failed for good) in an earlier run but still here:
+        moved after a failed move, or from before ``housekeeping.mode: move`` was turned on."""
+        settings = self.config.housekeeping
+        if settings.mode != "move":
+            return
+        skipped = [d for d in decisions if d.action == SKIP]
+        if not skipped:
+            return
+        stats = self.ledger.stats_by_key()
+        for d in skipped:
+            outcome = stats.get(d.recording.key, (0, 0, ""))[2]
+            if outcome in FINISHED_OUTCOMES:
+                housekeeping.move_recording(d.recording.path, d.recording.key, settings, succeeded=True)
+            elif outcome == FAILED and d.entry is not None and d.entry.permanent:
+                housekeeping.move_recording(d.recording.path, d.recording.key, settings, succeeded=False)
 
     def _clean_leftovers(self, decisions: list[Decision]) -> None:
         for d in decisions:
