@@ -21,6 +21,12 @@ if (( with_test )); then
     command -v sox >/dev/null || need_pkgs+=(sox)
     command -v text2wave >/dev/null || need_pkgs+=(festival)
     [[ -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts ]] || need_pkgs+=(festvox-us-slt-hts)
+    # The operations tests: the HTML report in headless Chromium, and the scheduling files checked
+    # by crontab -n, systemd-analyze verify and logrotate.
+    command -v chromium >/dev/null || need_pkgs+=(chromium)
+    command -v crontab >/dev/null || need_pkgs+=(cron)
+    command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
+    [[ -x /usr/sbin/logrotate ]] || command -v logrotate >/dev/null || need_pkgs+=(logrotate)
 fi
 if ! "$python" -c 'import venv, ensurepip' >/dev/null 2>&1; then
     need_pkgs+=(python3-venv)
