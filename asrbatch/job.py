@@ -10,6 +10,7 @@ and reports nothing (the run holding the lock reports for both).
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import threading
 from datetime import datetime, timezone
@@ -98,8 +99,12 @@ def _write_metrics(config: Config, paths: _Paths) -> None:
     if target is None or not ledger_path.exists():
         return
     try:
-        with Ledger.open(ledger_path) as ledger:
-            metrics.write_textfile(ledger, target, output_dir=paths.output_dir)
+        # One writer at a time (a watch pass and a cron run may end together), reading the ledger
+        # under the lock: the file written last always holds the newest counts, never older ones.
+        with open(paths.state_dir / "metrics.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            with Ledger.open(ledger_path) as ledger:
+                metrics.write_textfile(ledger, target, output_dir=paths.output_dir)
     except Exception as exc:  # metrics must never fail the run
         log.warning("event=metrics_failed path=%s reason=%r", target, str(exc))
 
