@@ -157,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--simulate-text",
         default="this is a simulated transcript",
-        help="simulate engine: the text every recognition returns",
+        help="simulate engine: the text every recognition returns; {seconds} in it becomes the "
+        "audio's duration (e.g. 12.34)",
     )
     parser.add_argument(
         "--log-level",

@@ -65,6 +65,8 @@ class Counters:
     files_recognised: int
     audio_seconds: float
     uptime_seconds: float
+    busy_seconds: float = 0.0
+    """Time recognitions held an engine slot (the GPU's busy time), summed over requests."""
 
 
 def parse_hotwords(*texts: str) -> list[str]:
@@ -115,6 +117,7 @@ class Recognizer:
         self._failed = 0
         self._files = 0
         self._audio_seconds = 0.0
+        self._busy_seconds = 0.0
 
     def check_size(self, path: Path, what: str = "file") -> None:
         """Refuse a file larger than the configured maximum."""
@@ -200,6 +203,7 @@ class Recognizer:
                 files_recognised=self._files,
                 audio_seconds=self._audio_seconds,
                 uptime_seconds=self._clock() - self._started,
+                busy_seconds=self._busy_seconds,
             )
 
     def _counted(self, work: Callable[[], T]) -> T:
@@ -239,8 +243,13 @@ class Recognizer:
             # Time spent waiting for a slot is queueing, not processing.
             with self._slots:
                 engine_started = self._clock()
-                result = self.engine.transcribe(wav, hotwords, batch_size)
-                elapsed = decode_seconds + self._clock() - engine_started
+                try:
+                    result = self.engine.transcribe(wav, hotwords, batch_size)
+                finally:
+                    busy = self._clock() - engine_started
+                    with self._lock:
+                        self._busy_seconds += busy
+                elapsed = decode_seconds + busy
         with self._lock:
             self._files += 1
             self._audio_seconds += audio_seconds

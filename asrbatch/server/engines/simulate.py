@@ -2,7 +2,12 @@
 
 It sleeps ``seconds_per_audio_second`` x the audio's duration and returns a fixed text, so a
 client's throughput, timeouts and concurrency handling can be measured against a server whose
-speed is known. The server's concurrency limit applies to it like to any engine. Never a default.
+speed is known. The server's concurrency limit applies to it like to any engine, and the time it
+spends is counted as the server's busy time (``Engine busy`` on the system-information tab), so a
+client's utilisation of the server is measured, not assumed. Never a default.
+
+``{seconds}`` in the text is replaced by the audio's duration (``12.34``), so tests can tell
+which recording a transcript came from when many requests are in flight at once.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from asrbatch.server.engines.base import EngineResult, EngineSettings, EngineUnavailable, Segment
+
+SECONDS_PLACEHOLDER = "{seconds}"
 
 
 def wav_duration(wav_path: Path) -> float:
@@ -47,7 +54,8 @@ class SimulatedEngine:
         return cls(settings.simulate_seconds_per_audio_second, settings.simulate_text)
 
     def transcribe(self, wav_path: Path, hotwords: list[str], batch_size: int) -> EngineResult:
-        """Wait, then return the configured text as one segment covering the audio."""
+        """Wait, then return the configured text (``{seconds}`` filled in) as one segment."""
         duration = wav_duration(wav_path)
         self._sleep(self.seconds_per_audio_second * duration)
-        return EngineResult(text=self.text, segments=(Segment(0.0, duration, self.text),))
+        text = self.text.replace(SECONDS_PLACEHOLDER, f"{duration:.2f}")
+        return EngineResult(text=text, segments=(Segment(0.0, duration, text),))
