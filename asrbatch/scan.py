@@ -91,14 +91,19 @@ def scan_directory(
     hotwords_name = settings.hotwords_file
     now = clock()
 
-    found: list[tuple[Recording, os.stat_result]] = []
+    found: list[tuple[Recording, os.stat_result, str]] = []
     skipped: list[Skipped] = []
     visited: set[tuple[int, int]] = set()
 
     def key_of(path: Path) -> str:
         return path.relative_to(root).as_posix()
 
-    def walk(folder: Path) -> None:
+    def walk(folder: Path, prefix: str) -> None:
+        """*prefix*: the key of *folder* with a trailing ``/`` ("" for the root).
+
+        Keys are built by string concatenation: ``relative_to`` for every file of a
+        100,000-recording archive would cost seconds on every run.
+        """
         try:
             st = folder.stat()
         except OSError as exc:
@@ -115,7 +120,7 @@ def scan_directory(
             return
         for entry in entries:
             path = folder / entry.name
-            key = key_of(path)
+            key = prefix + entry.name
             try:
                 is_link = entry.is_symlink()
                 if is_link:
@@ -137,7 +142,7 @@ def scan_directory(
                         skipped.append(Skipped(key + "/", "hidden folder"))
                     continue
                 if settings.recursive:
-                    walk(path)
+                    walk(path, key + "/")
                 continue
             name = entry.name
             if is_temporary_name(name):
@@ -152,7 +157,7 @@ def scan_directory(
                 skipped.append(Skipped(key, "hidden file"))
                 continue
             try:
-                st = path.stat()
+                st = entry.stat()  # follows symlinks, like path.stat()
             except OSError as exc:
                 skipped.append(Skipped(key, f"cannot read: {exc.strerror}"))
                 continue
@@ -162,15 +167,15 @@ def scan_directory(
             if now - st.st_mtime < age:
                 skipped.append(Skipped(key, f"changed {now - st.st_mtime:.0f}s ago, younger than min_age={age:g}s"))
                 continue
-            found.append((Recording(path, key, st.st_size, st.st_mtime_ns), st))
+            found.append((Recording(path, key, st.st_size, st.st_mtime_ns), st, entry.path))
 
-    walk(root)
+    walk(root, "")
 
     # Second look: anything whose size or mtime moved since the first look is still being written.
     recordings: list[Recording] = []
-    for recording, first in found:
+    for recording, first, path_text in found:
         try:
-            again = recording.path.stat()
+            again = os.stat(path_text)
         except OSError:
             skipped.append(Skipped(recording.key, "disappeared while scanning"))
             continue
