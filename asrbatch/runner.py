@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from asrbatch import audio, housekeeping, output
 from asrbatch.config import Config
@@ -37,7 +37,7 @@ from asrbatch.ledger import FAILED, FINISHED_OUTCOMES, ChunkResult, Entry, Ledge
 from asrbatch.lock import RunLock
 from asrbatch.output import Segment, Transcript
 from asrbatch.scan import Recording, ScanResult, Skipped, is_unchanged, read_hotwords_file, scan_directory
-from asrbatch.transport import Client, Recognition, ServerInfo
+from asrbatch.transport import Client, Recognition, ServerInfo, ServerPool
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +186,10 @@ ClientFactory = Callable[[Config], Client]
 
 
 def _default_client(config: Config) -> Client:
+    """One server (``server.url``), or a pool sharing the work between ``server.urls``."""
+    if config.server.urls:
+        # Same interface as Client for everything the run uses (probe, transcribe, capacity, close).
+        return cast(Client, ServerPool(config.server))
     return Client(config.server)
 
 
@@ -476,7 +480,15 @@ class _Run:
             raise self.fatal
 
     def _capacity(self) -> int:
-        """Requests in flight at once: --workers, else server.concurrency, else what the server(s) report."""
+        """Requests in flight at once, over all servers.
+
+        ``--workers N`` means N per server, like ``server.concurrency``; without either, what each
+        server reports, else 1 per server.
+        """
+        if isinstance(self.client, ServerPool):
+            if self.options.workers:
+                self.client.set_concurrency(self.options.workers)
+            return self.client.capacity
         if self.options.workers:
             return self.options.workers
         capacity = getattr(self.client, "capacity", None)

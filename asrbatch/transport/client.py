@@ -128,6 +128,17 @@ class Client:
         return self._probed().info
 
     @property
+    def capacity(self) -> int:
+        """Requests to keep in flight: ``server.concurrency``, else the limit the server reported
+        in its probe (Gradio versions that expose one), else 1."""
+        if self.settings.concurrency:
+            return self.settings.concurrency
+        probed = self._probe
+        if probed is not None and probed.info.concurrency_limit:
+            return max(1, probed.info.concurrency_limit)
+        return 1
+
+    @property
     def latency(self) -> float:
         """Seconds the successful ``GET /config`` of the probe took."""
         return self._probed().latency
