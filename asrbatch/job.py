@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -58,16 +59,16 @@ def run_job(
             raise
         except BaseException as exc:
             code = _exit_code(exc)
-            if isinstance(exc, AsrbatchError):
-                log.error("event=error exit=%d reason=%r", code, str(exc))
-            elif isinstance(exc, Exception):
-                log.error("event=internal_error exit=%d reason=%r", code, repr(exc))
-            else:
-                log.error("event=interrupted exit=%d", code)
+            message = str(exc) or type(exc).__name__
+            # For the log file (and so the log tail); the console line comes from the CLI.
+            log.info("event=error exit=%d reason=%r", code, message)
             _write_metrics(config, paths)
             report = {"started_at": started_at, "finished_at": _now(), "input_dir": str(paths.input_dir),
-                      "output_dir": str(paths.output_dir), "exit_code": code, "error": str(exc) or type(exc).__name__}
-            hooks.finish(code, body=_body(config, paths), summary=report)
+                      "output_dir": str(paths.output_dir), "exit_code": code, "error": message}
+            body = _body(config, paths)
+            if message not in body:
+                body = f"{body}\nasrbatch: exit {code}: {message}".lstrip("\n")
+            hooks.finish(code, body=body, summary=report)
             raise
         _write_metrics(config, paths)
         report = {"started_at": started_at, "finished_at": _now(), **summary.as_dict(), "error": None}
@@ -78,12 +79,12 @@ def run_job(
             hooks.close()
 
 
+@dataclass(frozen=True)
 class _Paths:
-    def __init__(self, input_dir: Path, output_dir: Path, state_dir: Path, log_file: Path) -> None:
-        self.input_dir = input_dir
-        self.output_dir = output_dir
-        self.state_dir = state_dir
-        self.log_file = log_file
+    input_dir: Path
+    output_dir: Path
+    state_dir: Path
+    log_file: Path
 
     @classmethod
     def of(cls, config: Config, options: RunOptions) -> _Paths:

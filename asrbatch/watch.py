@@ -36,7 +36,7 @@ from watchdog.observers import Observer
 
 from asrbatch import housekeeping
 from asrbatch.config import Config
-from asrbatch.errors import ExitCode, LockedError
+from asrbatch.errors import ConfigError, ExitCode, LockedError
 from asrbatch.job import run_job
 from asrbatch.runner import RunOptions, RunSummary
 from asrbatch.scan import is_temporary_name
@@ -243,8 +243,6 @@ def watch_folder(
     """
     input_dir = options.input_dir.expanduser()
     if not input_dir.is_dir():
-        from asrbatch.errors import ConfigError
-
         raise ConfigError(f"input folder {input_dir} does not exist or is not a folder",
                           hint="check the path given to `asrbatch watch`")
     input_dir = input_dir.resolve()
