@@ -12,11 +12,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from watchdog.events import (
+    DirCreatedEvent,
+    FileAttribEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileOpenedEvent,
+)
 
 from asrbatch.config import load_config
 from asrbatch.lock import RunLock
 from asrbatch.runner import RunOptions
-from asrbatch.watch import watch_folder
+from asrbatch.watch import FOLDER, Tracker, watch_folder
 from tests.support import speech
 from tests.support.faultproxy import Action, FaultProxy
 from tests.support.jobs import RECOGNITION, REPO, cli, ledger_rows, place, wait_for
@@ -172,3 +182,49 @@ def test_lock_held_by_a_cron_run_is_waited_for(proxy: FaultProxy, tmp_path: Path
         watch_log.removeHandler(handler)
     assert results == [0]
     assert proxy.count("POST", RECOGNITION) == 1
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_tracker_decides_when_a_recording_is_complete(tmp_path: Path) -> None:
+    clock = Clock()
+    tracker = Tracker(tmp_path, extensions=("wav", "mp3"), recursive=True, exclude=(tmp_path / "out",), closes=True,
+                      wake=threading.Event(), clock=clock)
+    path = str(tmp_path / "a.wav")
+    for event in (FileCreatedEvent(path), FileOpenedEvent(path), FileModifiedEvent(path)):
+        tracker.dispatch(event)
+    clock.now += 60
+    assert tracker.ready(SETTLE) == [] and tracker.held_back(SETTLE) == {"a.wav"}  # written to, never closed
+    tracker.dispatch(FileClosedEvent(path))
+    assert tracker.ready(SETTLE) == []  # closed just now: settling
+    assert tracker.next_due(SETTLE) == clock.now + SETTLE
+    clock.now += SETTLE
+    assert tracker.ready(SETTLE) == ["a.wav"]
+    tracker.dispatch(FileAttribEvent(path))  # touched: settles again, still closed
+    assert tracker.ready(SETTLE) == []
+    clock.now += SETTLE
+    tracker.done(["a.wav"], before=clock.now)
+    assert tracker.held_back(SETTLE) == frozenset() and tracker.next_due(SETTLE) is None
+
+    # Renamed into place (a download finished): complete, settling. Then deleted: forgotten.
+    tracker.dispatch(FileMovedEvent(str(tmp_path / "b.mp3.part"), str(tmp_path / "sub" / "b.mp3")))
+    assert tracker.held_back(SETTLE) == {"sub/b.mp3"}
+    tracker.dispatch(FileDeletedEvent(str(tmp_path / "sub" / "b.mp3")))
+    assert tracker.held_back(SETTLE) == frozenset()
+
+    # Not candidates: other extensions, temporary and hidden names, excluded folders, outside the root.
+    for ignored in ("notes.txt", "c.wav.part", ".hidden.wav", ".cache/d.wav", "out/e.wav", "../f.wav"):
+        tracker.dispatch(FileClosedEvent(str(tmp_path / ignored)))
+    assert tracker.held_back(SETTLE) == frozenset() and tracker.ready(0) == []
+
+    # A folder created or moved in: one pass once it settled finds its files.
+    tracker.dispatch(DirCreatedEvent(str(tmp_path / "batch")))
+    clock.now += SETTLE
+    assert tracker.ready(SETTLE) == [FOLDER]
+    assert FOLDER not in tracker.held_back(SETTLE)
