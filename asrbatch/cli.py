@@ -15,7 +15,7 @@ import click
 import asrbatch
 from asrbatch.config import Config, load_config
 from asrbatch.errors import AsrbatchError, ExitCode
-from asrbatch.job import run_job
+from asrbatch.job import run_job, stop_on_signals
 from asrbatch.log import close_logging, setup_logging
 from asrbatch.runner import FileOutcome, RunOptions, RunSummary
 
@@ -124,7 +124,9 @@ def run(
     _setup_logging(config, input_dir, verbose, quiet)
     progress = _Progress(enabled=_stderr_is_tty() and not quiet)
     try:
-        summary = run_job(config, options, progress=progress)
+        # SIGTERM (systemd stop) or Ctrl-C: finish the recordings in flight, leave the rest pending.
+        with stop_on_signals() as stop:
+            summary = run_job(config, options, progress=progress, stop=stop)
     finally:
         progress.close()
     _print_summary(summary, quiet=quiet, verbose=verbose)
@@ -189,7 +191,8 @@ def _print_summary(summary: RunSummary, *, quiet: bool, verbose: int) -> None:
                    f"{summary.stop_message}", err=True)
     if quiet and code == ExitCode.OK:
         return
-    if interactive or verbose or code != ExitCode.OK:
+    # An interrupted run says so: whoever stopped it learns what is left pending.
+    if interactive or verbose or code != ExitCode.OK or summary.stopped == "interrupted":
         click.echo(summary.line(), err=True)
 
 

@@ -539,7 +539,8 @@ class _Run:
                 f" error={outcome.detail!r}" if outcome.outcome == FAILED else "",
             )
             if outcome.outcome == FAILED:
-                log.warning("%s: %s", outcome.key, outcome.detail)
+                # An error for that file: shown even with -q, so cron's mail names it.
+                log.error("%s: %s", outcome.key, outcome.detail)
         self.progress("file", outcome=outcome)
 
     # -- one recording ------------------------------------------------------------------------

@@ -21,15 +21,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
@@ -37,7 +34,7 @@ from watchdog.observers import Observer
 from asrbatch import housekeeping
 from asrbatch.config import Config
 from asrbatch.errors import ConfigError, ExitCode, LockedError
-from asrbatch.job import run_job
+from asrbatch.job import run_job, stop_on_signals
 from asrbatch.runner import RunOptions, RunSummary
 from asrbatch.scan import is_temporary_name
 
@@ -309,25 +306,6 @@ def watch_folder(
         observer.join(timeout=10)
     log.info("event=watch_stop")
     return int(ExitCode.OK)
-
-
-@contextmanager
-def stop_on_signals() -> Iterator[threading.Event]:
-    """An event set by the first SIGTERM or SIGINT; a second one interrupts at once."""
-    stop = threading.Event()
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        log.info("event=signal signal=%s action=stop_after_files_in_flight", signal.Signals(signum).name)
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def run_watch(config: Config, options: RunOptions, *, on_pass: Callable[[RunSummary], None] | None = None) -> int:

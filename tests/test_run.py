@@ -434,3 +434,31 @@ def test_terminal_gets_a_progress_bar_and_the_summary(server: ServerProcess, tmp
     text = shown.decode("utf-8", "replace")
     assert "transcribing" in text and "100%" in text
     assert "event=summary found=2 new=2 done=2" in text
+
+
+def test_sigterm_finishes_the_recording_in_flight_and_leaves_the_rest_pending(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    inp, out = tmp_path / "in", tmp_path / "out"
+    keys = [f"t{i}.wav" for i in range(6)]
+    for i, key in enumerate(keys):
+        place(inp, key, speech.synthesize(speech.SENTENCES[i]))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "asrbatch", "run", str(inp), "-o", str(out), "--url", server.url],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )
+    deadline = time.monotonic() + 60
+    while not list(out.glob("t*.txt")):
+        assert time.monotonic() < deadline and process.poll() is None, "run did not progress"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert "stopped=interrupted" in stderr
+    rows = ledger_rows(out)
+    done = [k for k in keys if rows.get(k, {}).get("outcome") == "done"]
+    assert 1 <= len(done) < len(keys)
+    assert sorted(p.name for p in out.glob("t*.txt")) == sorted(Path(k).with_suffix(".txt").name for k in done)
+    assert not list(out.rglob("*.part"))
+    assert cli("run", str(inp), "-o", str(out), "--url", server.url).returncode == 0
+    assert {ledger_rows(out)[k]["outcome"] for k in keys} == {"done"}
