@@ -589,26 +589,34 @@ class _Run:
         assert source is not None and source.result is not None
         transcript = Transcript.from_dict(source.result)
         transcript = dataclasses.replace(transcript, source=recording.key)
+        written = self._finish(decision, transcript, bases, sha256=decision.sha256, server_seconds=0.0, attempts=0)
+        return FileOutcome(recording.key, "reused", decision.reason, audio_seconds=transcript.audio_seconds,
+                           outputs=tuple(written))
+
+    def _finish(
+        self, decision: Decision, transcript: Transcript, bases: dict[str, str], *, sha256: str | None,
+        server_seconds: float, attempts: int,
+    ) -> dict[str, str]:
+        """Write the outputs, then record the success, then (optionally) move the recording away."""
+        recording = decision.recording
         base = self._base_for(decision, bases)
         written = self._write(decision, transcript, base)
-        outcome = "empty" if transcript.empty else "done"
         self.ledger.record_success(
             recording.key,
             size=recording.size,
             mtime_ns=recording.mtime_ns,
-            sha256=decision.sha256,
-            outcome=outcome,
+            sha256=sha256,
+            outcome="empty" if transcript.empty else "done",
             outputs={"base": base, **{rel: rel.rsplit(".", 1)[-1] for rel in written}},
             output_hashes=written,
             result=transcript.to_dict(),
             audio_seconds=transcript.audio_seconds,
-            server_seconds=0.0,
-            attempts=0,
+            server_seconds=server_seconds,
+            attempts=attempts,
             run_id=self.run_id,
         )
         housekeeping.move_recording(recording.path, recording.key, self.config.housekeeping, succeeded=True)
-        return FileOutcome(recording.key, "reused", decision.reason, audio_seconds=transcript.audio_seconds,
-                           outputs=tuple(written))
+        return written
 
     def _base_for(self, decision: Decision, bases: dict[str, str]) -> str:
         entry = decision.entry
@@ -667,24 +675,9 @@ class _Run:
             raise _Stop("file changed while being transcribed")
         transcript = _assemble(recording.key, prepared, results, info.duration, server_seconds, attempts,
                                self.server, hotwords)
-        base = self._base_for(decision, bases)
-        written = self._write(decision, transcript, base)
+        written = self._finish(decision, transcript, bases, sha256=sha, server_seconds=server_seconds,
+                               attempts=attempts)
         outcome = "empty" if transcript.empty else "done"
-        self.ledger.record_success(
-            recording.key,
-            size=recording.size,
-            mtime_ns=recording.mtime_ns,
-            sha256=sha,
-            outcome=outcome,
-            outputs={"base": base, **{rel: rel.rsplit(".", 1)[-1] for rel in written}},
-            output_hashes=written,
-            result=transcript.to_dict(),
-            audio_seconds=info.duration,
-            server_seconds=server_seconds,
-            attempts=attempts,
-            run_id=self.run_id,
-        )
-        housekeeping.move_recording(recording.path, recording.key, self.config.housekeeping, succeeded=True)
         return FileOutcome(recording.key, outcome, "", audio_seconds=info.duration, server_seconds=server_seconds,
                            attempts=attempts, chunks=len(prepared.chunks), outputs=tuple(written))
 
