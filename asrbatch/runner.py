@@ -451,9 +451,10 @@ class _Run:
                 return
         workers = self._capacity()
         in_flight = threading.BoundedSemaphore(workers)
-        # One more task than requests in flight: the next recording is prepared while the
-        # current ones are on the server.  Memory stays bounded by (workers + 1) chunks.
-        pool_size = workers + 1
+        # Twice as many tasks as requests in flight: the next recordings are prepared while the
+        # current ones are on the server, one ready for each slot, so requests finishing together
+        # never leave a slot waiting for a decode.  Memory stays bounded by 2 x workers chunks.
+        pool_size = 2 * workers
         max_runtime = self.options.max_runtime or self.config.run.max_runtime
         deadline = started + max_runtime if max_runtime else None
         with concurrent.futures.ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="asrbatch") as pool:

@@ -171,16 +171,17 @@ class ServerPool:
     def probe(self) -> ServerInfo:
         """Probe every server (in parallel) and return what the first one that answers reports.
 
-        A quick round (one try per server) decides as soon as one server answers; the others
-        are probed again later.  When none answers, a second round with the configured retries
-        gives a server that is just restarting the usual patience.  Raises
+        With several servers, a quick round (one try each) decides as soon as one answers; the
+        others are probed again later.  When none answers (or there is only one), a round with
+        the configured retries gives a server that is just restarting the usual patience.  Raises
         :class:`EndpointError` when the servers that answer cannot be used (and none can),
         :class:`ServerUnavailableError` when none answers.  Cached.
         """
         with self._probe_lock:
             if self._info is not None:
                 return self._info
-            self._probe_all(quick=True)
+            if len(self._members) > 1:
+                self._probe_all(quick=True)
             if not self._any_healthy() and any(not m.retired for m in self._members):
                 self._probe_all(quick=False)
             with self._cond:
