@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import shutil
 import threading
 import time
@@ -389,6 +390,9 @@ class _Run:
         self.server: ServerInfo | None = None
         self.plan_signature = _plan_signature(config)
         self.run_id = 0
+        # Decoding is CPU work: one recording per core at a time, so that with many recordings
+        # prepared ahead the first ones are ready (and sent) soon instead of all at once, late.
+        self.decoding = threading.BoundedSemaphore(os.cpu_count() or 1)
 
     def execute(self, started: float) -> RunSummary:
         self.run_id = self.ledger.begin_run(self.input_dir)
@@ -632,14 +636,16 @@ class _Run:
         sha = decision.sha256 or file_sha256(recording.path)
         self.ledger.record_pending(recording.key, size=recording.size, mtime_ns=recording.mtime_ns, sha256=sha,
                                    changed=decision.changed or decision.entry is None)
-        info = audio.probe(recording.path)
+        with self.decoding:
+            info = audio.probe(recording.path)
         hotwords = self._hotwords(recording)
         workdir = tmp_root / hashlib.sha1(recording.key.encode()).hexdigest()[:16]
         workdir.mkdir(parents=True, exist_ok=True)
         attempts = 0
         server_seconds = 0.0
         try:
-            prepared = audio.prepare(recording.path, info, self.config.audio, workdir)
+            with self.decoding:
+                prepared = audio.prepare(recording.path, info, self.config.audio, workdir)
             done = self.ledger.load_chunks(recording.key, sha, self.plan_signature)
             results: dict[tuple[int, int], ChunkResult] = {}
             for chunk in prepared.chunks:
