@@ -218,11 +218,11 @@ class ServerPool:
             if member is None:  # every server in rotation failed on this file
                 assert file_error is not None
                 raise file_error
+            client = member.client
             try:
-                recognition = member.client.transcribe(path, name=name, mime=mime, duration=duration,
-                                                       hotwords=hotwords)
+                recognition = client.transcribe(path, name=name, mime=mime, duration=duration, hotwords=hotwords)
             except ServerUnavailableError as exc:
-                self._take_out(member, exc.message)
+                self._take_out(member, exc.message, client=client)
                 log.warning("event=failover url=%s name=%s reason=unavailable", member.url, label)
                 continue
             except EndpointError as exc:
@@ -324,9 +324,11 @@ class ServerPool:
         if rest:
             self._take_out(member, f"failed on {member.errors_in_a_row} recordings in a row: {reason}")
 
-    def _take_out(self, member: _Member, reason: str) -> None:
+    def _take_out(self, member: _Member, reason: str, *, client: Client | None = None) -> None:
+        """Take *member* out of rotation; a failure seen through *client* counts only while it
+        still is the member's client (not replaced since by a successful re-probe)."""
         with self._cond:
-            if not member.healthy:
+            if not member.healthy or (client is not None and client is not member.client):
                 return
             member.healthy = False
             member.error = reason
