@@ -104,7 +104,8 @@ def speech_source(folder: Path) -> Path:
     source = folder / "source-44k-stereo.wav"
     if source.exists():
         return source
-    loop = folder / "loop.wav"
+    folder.mkdir(parents=True, exist_ok=True)
+    loop = folder / "sentences-loop.wav"
     inputs: list[str] = []
     for sentence in speech.SENTENCES:
         inputs += ["-i", str(speech.synthesize(sentence, fmt="wav", rate=44100))]
@@ -143,7 +144,7 @@ def build_corpus(engine_seconds: float, name: str) -> Corpus:
     shutil.rmtree(folder, ignore_errors=True)
     recordings = folder / "recordings"
     recordings.mkdir(parents=True)
-    source = speech_source(cache_dir())
+    source = speech_source(cache_dir() / "throughput")
     chooser = random.Random(6)
     total = 0.0
     index = 0
