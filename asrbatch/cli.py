@@ -70,7 +70,7 @@ def cli() -> None:
 @click.option("--hotwords", help="Extra hotwords for every recording, comma-separated.")
 @click.option("--min-age", type=float, help="Skip files changed less than this many seconds ago.")
 @click.option("--formats", help="Outputs to write, comma-separated: txt,json,srt,vtt.")
-@click.option("--workers", type=click.IntRange(1, 64), help="Requests in flight at once (default 1).")
+@click.option("--workers", type=click.IntRange(1, 64), help="Requests in flight per server (default: server.concurrency, else 1).")
 @click.option("--max-files", type=click.IntRange(1), help="Send at most this many recordings; the rest wait.")
 @click.option("--max-runtime", type=click.FloatRange(1), help="Start no new recording after this many seconds.")
 @click.option("--dry-run", is_flag=True, help="List what would be sent and why the rest is skipped; send nothing.")
