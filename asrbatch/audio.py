@@ -19,11 +19,18 @@ With ``audio.convert: false`` nothing is decoded, split or checked beyond the
 probe: the original file is sent whole, as one chunk.
 
 This is the only module that runs ffmpeg/ffprobe or imports pydub.  The pure
-parts -- :func:`plan_chunks`, :func:`choose_cut`, :func:`span_is_silent` and
-:func:`mime_type` -- do no I/O and are unit-tested on their own.
+parts -- :func:`plan_chunks`, :func:`choose_cut` and :func:`span_is_silent` --
+do no I/O and are unit-tested on their own.
 
 Every :class:`~asrbatch.errors.AudioError` names the file, says what is wrong
-and what to do about it; it is the file's permanent fault.
+and what to do about it; it is the file's permanent fault.  A file holding less
+audio than its container announces (a WAV whose ``data`` chunk promises more
+bytes than follow it, or a decode shorter than ffprobe's duration) is
+:class:`~asrbatch.errors.TruncatedAudioError`: "truncated or still being copied",
+transient while the file is younger than :data:`TRUNCATED_SETTLE_SECONDS`,
+permanent once it has been stable that long.  A full disk, a missing ffmpeg or an
+unwritable work folder are :class:`~asrbatch.errors.OperatorError`, never the
+recording's fault.
 """
 
 from __future__ import annotations
@@ -35,8 +42,10 @@ import math
 import os
 import re
 import shutil
+import struct
 import subprocess
 import tempfile
+import time
 import warnings
 import wave
 from collections.abc import Sequence
@@ -45,8 +54,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from asrbatch import fsutil
 from asrbatch.config import AudioConfig
-from asrbatch.errors import AsrbatchError, AudioError, FileError
+from asrbatch.errors import AudioError, FileError, OperatorError, TruncatedAudioError
 
 with warnings.catch_warnings():
     # pydub imports the deprecated audioop module and warns when ffmpeg is not on PATH;
@@ -76,32 +86,16 @@ SHORT_DECODE_TOLERANCE = (1.0, 0.02)
 """A decode shorter than the probed duration by more than max(seconds, fraction) is truncated."""
 STDERR_LIMIT = 4000
 """Characters of ffmpeg's error output kept for messages."""
+TRUNCATED_SETTLE_SECONDS = 3600.0
+"""A truncated file changed less than this long ago may still be being copied: tried again later."""
+WAV_SHORTFALL_SECONDS = 0.05
+"""A WAV missing less than this much of the audio its header announces counts as complete."""
+LOW_DISK_BYTES = 16 * 1024 * 1024
+"""Free space below which a failing decode is blamed on the disk, not the recording."""
+_DISK_MESSAGES = ("no space left on device", "disk quota exceeded", "read-only file system")
 
 _CHECK_COMPLETE = "check that the file is complete (copy it again) or re-export it"
 _NOT_AUDIO_HINT = "check that it is an audio or video recording; re-export it as WAV, MP3 or FLAC"
-
-_MIME_TYPES = {
-    ".wav": "audio/wav",
-    ".wave": "audio/wav",
-    ".mp3": "audio/mpeg",
-    ".flac": "audio/flac",
-    ".m4a": "audio/mp4",
-    ".mp4": "video/mp4",
-    ".aac": "audio/aac",
-    ".ogg": "audio/ogg",
-    ".oga": "audio/ogg",
-    ".opus": "audio/ogg",
-    ".webm": "audio/webm",
-    ".wma": "audio/x-ms-wma",
-    ".amr": "audio/amr",
-    ".mkv": "video/x-matroska",
-    ".mov": "video/quicktime",
-    ".aiff": "audio/aiff",
-    ".aif": "audio/aiff",
-    ".3gp": "audio/3gpp",
-}
-DEFAULT_MIME_TYPE = "application/octet-stream"
-
 
 # --------------------------------------------------------------------------------------------
 # Data passed to the rest of asrbatch
@@ -191,7 +185,10 @@ class PreparedAudio:
             return wav_path
         assert self.directory is not None
         target = self.directory / f"chunk-{chunk.index:04d}.wav"
-        _copy_wav_span(wav_path, target, chunk.start, chunk.end)
+        try:
+            _copy_wav_span(wav_path, target, chunk.start, chunk.end)
+        except OSError as exc:
+            raise _work_folder_problem(exc, self.directory) from None
         return target
 
     def cleanup(self) -> None:
@@ -213,14 +210,6 @@ class PreparedAudio:
 
 # --------------------------------------------------------------------------------------------
 # Pure parts
-
-
-def mime_type(path: Path | str) -> str:
-    """MIME type for the file name's extension (``audio/wav``, ``audio/mpeg``, ...).
-
-    Unknown extensions give ``application/octet-stream``.
-    """
-    return _MIME_TYPES.get(Path(path).suffix.lower(), DEFAULT_MIME_TYPE)
 
 
 def _snap_down(seconds: float, resolution: float) -> float:
@@ -392,6 +381,12 @@ def probe(path: Path) -> AudioInfo:
     if duration is None or duration <= 0:
         raise AudioError(f"{path}: zero or unknown duration: the audio track holds no sound",
                          path=path, hint=_CHECK_COMPLETE)
+    if "wav" in str(fmt.get("format_name") or "").split(","):
+        shortfall = wav_shortfall(path)
+        if shortfall is not None:
+            announced, present = shortfall
+            raise truncated(path, f"the WAV header announces {announced:.2f} s of audio but the file holds "
+                                  f"{present:.2f} s")
     return AudioInfo(
         duration=duration,
         sample_rate=int(_number(audio.get("sample_rate")) or 0),
@@ -403,16 +398,58 @@ def probe(path: Path) -> AudioInfo:
     )
 
 
+def wav_shortfall(path: Path) -> tuple[float, float] | None:
+    """``(announced, present)`` seconds when a RIFF/WAVE file's ``data`` chunk announces more audio
+    than the file holds, else None (complete, not a RIFF WAV, or a streaming header of unknown size)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None  # RF64/W64 and others: their sizes live elsewhere; ffmpeg checks them
+            position = 12
+            byte_rate = 0
+            while position + 8 <= size:
+                handle.seek(position)
+                chunk_id, chunk_size = struct.unpack("<4sI", handle.read(8))
+                if chunk_id == b"fmt " and chunk_size >= 16:
+                    byte_rate = struct.unpack("<I", handle.read(16)[8:12])[0]
+                elif chunk_id == b"data":
+                    present = size - position - 8
+                    if chunk_size in (0, 0xFFFFFFFF) or byte_rate <= 0 or present >= chunk_size:
+                        return None
+                    if (chunk_size - present) / byte_rate < WAV_SHORTFALL_SECONDS:
+                        return None
+                    return chunk_size / byte_rate, present / byte_rate
+                position += 8 + chunk_size + (chunk_size & 1)
+    except (OSError, struct.error):
+        return None
+    return None
+
+
+def truncated(path: Path, detail: str, *, corrupt: bool = False, now: float | None = None) -> TruncatedAudioError:
+    """The error for a file holding less audio than it announces (or, with *corrupt*, whose audio
+    stops decoding part-way); transient while the file is young, permanent once it is stable."""
+    try:
+        age = (time.time() if now is None else now) - path.stat().st_mtime
+    except OSError:
+        age = 0.0
+    what = "truncated or corrupt audio" if corrupt else "truncated"
+    if age < TRUNCATED_SETTLE_SECONDS:
+        return TruncatedAudioError(
+            f"{path}: {what}, or still being copied: {detail}", path=path, permanent=False,
+            hint="it is tried again on the next run; if the copy is finished, copy or export it again",
+        )
+    return TruncatedAudioError(f"{path}: {what}: {detail}", path=path, permanent=True,
+                               hint="the file was cut off or damaged: copy it again or re-export it")
+
+
 def _unreadable(path: Path, messages: list[str]) -> AudioError:
     # ffprobe's last line is "<input>: <reason>"; the input may itself contain ": ".
     detail = messages[-1].rsplit(": ", 1)[-1] if messages else "ffprobe failed"
     if any("moov atom not found" in line for line in messages):
-        return AudioError(
-            f"{path}: truncated or corrupt audio: the MP4/M4A index (moov atom) is missing, "
-            "so the file was cut off while being written or copied",
-            path=path,
-            hint=_CHECK_COMPLETE,
-        )
+        return truncated(path, "the MP4/M4A index (moov atom) is missing, so the file was cut off while being "
+                               "written or copied")
     return AudioError(f"{path}: not audio, or not a format ffmpeg can read (ffprobe: {detail})", path=path,
                       hint=_NOT_AUDIO_HINT)
 
@@ -461,12 +498,21 @@ def prepare(path: Path, info: AudioInfo, settings: AudioConfig, workdir: Path) -
             duration=info.duration, directory=None,
         )
 
-    workdir.mkdir(parents=True, exist_ok=True)
-    directory = Path(tempfile.mkdtemp(prefix="audio-", dir=workdir))
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        directory = Path(tempfile.mkdtemp(prefix="audio-", dir=workdir))
+    except OSError as exc:
+        raise _work_folder_problem(exc, workdir) from None
     try:
         split = settings.channels == "split" and info.channels >= 2
         wav_paths = _decode(path, info, settings.sample_rate, info.channels if split else None, directory)
-        duration = max(_wav_duration(wav_path) for wav_path in wav_paths)
+        try:
+            duration = max(_wav_duration(wav_path) for wav_path in wav_paths)
+        except (wave.Error, EOFError, OSError) as exc:
+            if _disk_is_low(directory):
+                raise _disk_full(directory) from None
+            raise FileError(f"{path}: the decoded audio could not be read back ({exc})", path=path,
+                            hint="it is tried again on the next run") from None
         _check_complete(path, info, duration)
         chunks: list[Chunk] = []
         for number, wav_path in enumerate(wav_paths):
@@ -490,6 +536,9 @@ def prepare(path: Path, info: AudioInfo, settings: AudioConfig, workdir: Path) -
                         silent=span_is_silent(start, end, silences),
                     )
                 )
+    except OSError as exc:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise _work_folder_problem(exc, directory) from None
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
@@ -539,8 +588,10 @@ def _decode(path: Path, info: AudioInfo, sample_rate: int, channels: int | None,
         errors.seek(0)
         messages = _message_lines(errors.read(STDERR_LIMIT))
     if completed.returncode != 0 or messages:
+        if any(m in line.lower() for line in messages for m in _DISK_MESSAGES) or _disk_is_low(directory):
+            raise _disk_full(directory)
         detail = "; ".join(messages[:3]) or f"ffmpeg exited with status {completed.returncode}"
-        raise AudioError(f"{path}: truncated or corrupt audio: {detail}", path=path, hint=_CHECK_COMPLETE)
+        raise truncated(path, detail, corrupt=True)
     return outputs
 
 
@@ -558,12 +609,8 @@ def _check_complete(path: Path, info: AudioInfo, decoded: float) -> None:
         return
     seconds, fraction = SHORT_DECODE_TOLERANCE
     if decoded < info.duration - max(seconds, fraction * info.duration):
-        raise AudioError(
-            f"{path}: truncated or corrupt audio: only {decoded:.1f} s of the {info.duration:.1f} s "
-            "the file announces could be decoded",
-            path=path,
-            hint=_CHECK_COMPLETE,
-        )
+        raise truncated(path, f"only {decoded:.1f} s of the {info.duration:.1f} s the file announces could be "
+                              "decoded")
 
 
 def find_silences(
@@ -655,8 +702,25 @@ def _run(command: list[str], *, timeout: float, path: Path) -> subprocess.Comple
         ) from exc
 
 
-def _missing_tool(name: str) -> AsrbatchError:
-    return AsrbatchError(f"{name} not found", hint="install ffmpeg (it provides ffmpeg and ffprobe) and put it on PATH")
+def _missing_tool(name: str) -> OperatorError:
+    return OperatorError(f"{name} not found", hint="install ffmpeg (it provides ffmpeg and ffprobe) and put it on PATH")
+
+
+def _disk_is_low(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < LOW_DISK_BYTES
+    except OSError:
+        return False
+
+
+def _disk_full(folder: Path) -> OperatorError:
+    return OperatorError(f"cannot decode into {folder}: no space left on the device",
+                         hint="free some space in the state folder's filesystem (or set state.dir elsewhere)")
+
+
+def _work_folder_problem(exc: OSError, folder: Path) -> OperatorError:
+    return fsutil.operator_error(exc, folder, "cannot use the work folder") or OperatorError(
+        f"cannot use the work folder {folder}: {exc.strerror or exc}", hint="check the state folder")
 
 
 _CONTEXT = re.compile(r"^\[([\w,]+) @ 0x[0-9a-f]+\]\s*")

@@ -6,7 +6,8 @@ import json
 import logging
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +15,101 @@ import click
 
 import asrbatch
 from asrbatch.config import Config, load_config
-from asrbatch.errors import AsrbatchError, ExitCode
+from asrbatch.errors import AsrbatchError, ConfigError, ExitCode
 from asrbatch.job import run_job, stop_on_signals
 from asrbatch.log import close_logging, setup_logging
-from asrbatch.runner import FileOutcome, RunOptions, RunSummary
+from asrbatch.outcomes import FileOutcome, RunSummary
+from asrbatch.paths import JobPaths
+from asrbatch.runner import RunOptions
 
 log = logging.getLogger(__name__)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _split(text: str | None) -> list[str] | None:
+    return [part.strip() for part in text.split(",") if part.strip()] if text else None
+
+
+@dataclass(frozen=True)
+class JobFlag:
+    """A command-line flag that is a config key (one road for settings: flags are key paths)."""
+
+    name: str
+    """The click parameter name."""
+    decls: tuple[str, ...]
+    key: str
+    """The config key path it sets."""
+    help: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    to_config: Callable[[Any], Any] = lambda value: value
+    adds: bool = False
+    """Appends to a list key instead of replacing it (``--hotwords``)."""
+
+    @property
+    def long(self) -> str:
+        return next(d for d in self.decls if d.startswith("--"))
+
+    def decorate(self, func: Any) -> Any:
+        return click.option(*self.decls, self.name, help=self.help, **self.options)(func)
+
+
+JOB_FLAGS = {flag.name: flag for flag in (
+    JobFlag("output_dir", ("-o", "--output"), "output.dir",
+            "Transcript folder (default: output.dir, else <INPUT_DIR>_transcripts beside the input).",
+            {"type": click.Path(path_type=Path, file_okay=False)}, to_config=lambda p: str(Path(p).expanduser())),
+    JobFlag("url", ("--url",), "server.url", "Server URL (overrides server.url)."),
+    JobFlag("hotwords", ("--hotwords",), "hotwords", "Extra hotwords for every recording, comma-separated.",
+            to_config=_split, adds=True),
+    JobFlag("min_age", ("--min-age",), "input.min_age", "Skip files changed less than this many seconds ago.",
+            {"type": click.FloatRange(0)}),
+    JobFlag("formats", ("--formats",), "output.formats", "Outputs to write, comma-separated: txt,json,srt,vtt.",
+            to_config=_split),
+    JobFlag("workers", ("--workers",), "server.concurrency",
+            "Requests in flight per server (default: server.concurrency, else what the server reports, else 1).",
+            {"type": click.IntRange(1, 64)}),
+    JobFlag("max_files", ("--max-files",), "run.max_files", "Send at most this many recordings; the rest wait.",
+            {"type": click.IntRange(1)}),
+    JobFlag("max_runtime", ("--max-runtime",), "run.max_runtime",
+            "Start no new recording after this many seconds.", {"type": click.FloatRange(1)}),
+    JobFlag("settle", ("--settle",), "watch.settle", "Seconds a closed file must stay unchanged (watch.settle).",
+            {"type": click.FloatRange(0)}),
+    JobFlag("rescan_interval", ("--rescan-interval",), "watch.rescan_interval",
+            "Seconds between full rescans (watch.rescan_interval).", {"type": click.FloatRange(1)}),
+)}
+RUN_FLAGS = ("output_dir", "url", "hotwords", "min_age", "formats", "workers", "max_files", "max_runtime")
+WATCH_FLAGS = ("output_dir", "url", "hotwords", "formats", "workers", "settle", "rescan_interval")
+
+
+def job_flags(names: Sequence[str]) -> Callable[[Any], Any]:
+    """Add the flags *names* of :data:`JOB_FLAGS` to a command."""
+
+    def decorate(func: Any) -> Any:
+        for name in reversed(names):
+            func = JOB_FLAGS[name].decorate(func)
+        return func
+
+    return decorate
+
+
+def flag_arguments(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(overrides, additions)`` for :func:`~asrbatch.config.load_config` from the given flag values."""
+    overrides: dict[str, Any] = {}
+    additions: dict[str, Any] = {}
+    for name, value in values.items():
+        flag = JOB_FLAGS.get(name)
+        if flag is None or value is None:
+            continue
+        (additions if flag.adds else overrides)[flag.key] = flag.to_config(value)
+    return overrides, additions
+
+
+def load_job(config_path: Path | None, input_dir: Path | None, values: Mapping[str, Any]) -> Config:
+    """The Config of a job: the file, the environment, then INPUT_DIR and the flags as key paths."""
+    overrides, additions = flag_arguments(values)
+    if input_dir is not None:
+        overrides["input.dir"] = str(input_dir.expanduser())
+    return load_config(config_path, overrides=overrides, additions=additions)
 
 
 def _load(config_path: Path | None, overrides: dict[str, Any]) -> Config:
@@ -61,67 +149,33 @@ def cli() -> None:
 # run
 
 
+input_argument = click.argument("input_dir", required=False, type=click.Path(path_type=Path, file_okay=False))
+
+
 @cli.command(context_settings=CONTEXT)
-@click.argument("input_dir", type=click.Path(path_type=Path, file_okay=False))
-@click.option("-o", "--output", "output_dir", type=click.Path(path_type=Path, file_okay=False),
-              help="Transcript folder (default: <INPUT_DIR>_transcripts beside the input).")
+@input_argument
 @config_option
-@click.option("--url", help="Server URL (overrides server.url).")
-@click.option("--hotwords", help="Extra hotwords for every recording, comma-separated.")
-@click.option("--min-age", type=float, help="Skip files changed less than this many seconds ago.")
-@click.option("--formats", help="Outputs to write, comma-separated: txt,json,srt,vtt.")
-@click.option("--workers", type=click.IntRange(1, 64), help="Requests in flight per server (default: server.concurrency, else 1).")
-@click.option("--max-files", type=click.IntRange(1), help="Send at most this many recordings; the rest wait.")
-@click.option("--max-runtime", type=click.FloatRange(1), help="Start no new recording after this many seconds.")
-@click.option("--dry-run", is_flag=True, help="List what would be sent and why the rest is skipped; send nothing.")
+@job_flags(RUN_FLAGS)
+@click.option("--dry-run", is_flag=True, help="Show what the run would do, with its local checks; send nothing.")
 @click.option("--force", is_flag=True, help="Redo finished recordings and overwrite existing transcripts.")
 @verbose_option
 @quiet_option
-def run(
-    input_dir: Path,
-    output_dir: Path | None,
-    config_path: Path | None,
-    url: str | None,
-    hotwords: str | None,
-    min_age: float | None,
-    formats: str | None,
-    workers: int | None,
-    max_files: int | None,
-    max_runtime: float | None,
-    dry_run: bool,
-    force: bool,
-    verbose: int,
-    quiet: bool,
-) -> int:
-    """Transcribe new recordings under INPUT_DIR once, then exit (the cron job).
+def run(input_dir: Path | None, config_path: Path | None, dry_run: bool, force: bool, verbose: int, quiet: bool,
+        **flags: Any) -> int:
+    """Transcribe new recordings under INPUT_DIR (or input.dir) once, then exit (the cron job).
 
     \b
     Example:
       asrbatch run /data/recordings -o /data/transcripts --hotwords "Paraformer,FunASR"
     """
-    overrides: dict[str, Any] = {
-        "server.url": url,
-        "output.dir": str(output_dir) if output_dir else None,
-        "output.formats": [f.strip() for f in formats.split(",") if f.strip()] if formats else None,
-    }
-    config = _load(config_path, overrides)
-    options = RunOptions(
-        input_dir=input_dir,
-        output_dir=output_dir,
-        force=force,
-        dry_run=dry_run,
-        min_age=min_age,
-        hotwords=tuple(w.strip() for w in (hotwords or "").split(",") if w.strip()),
-        max_files=max_files,
-        max_runtime=max_runtime,
-        workers=workers,
-    )
+    config = load_job(config_path, input_dir, flags)
+    options = RunOptions(force=force, dry_run=dry_run)
     if dry_run:
         summary = run_job(config, options)
         _print_plan(summary)
         return int(ExitCode.OK)
 
-    _setup_logging(config, input_dir, verbose, quiet)
+    _setup_logging(config, verbose, quiet)
     progress = _Progress(enabled=_stderr_is_tty() and not quiet)
     try:
         # SIGTERM (systemd stop) or Ctrl-C: finish the recordings in flight, leave the rest pending.
@@ -133,11 +187,15 @@ def run(
     return int(summary.exit_code)
 
 
-def _setup_logging(config: Config, input_dir: Path, verbose: int, quiet: bool) -> None:
-    output_root = config.output_dir_for(input_dir)
-    state_dir = config.state_dir_for(output_root.expanduser().resolve())
+def _setup_logging(config: Config, verbose: int, quiet: bool) -> None:
+    """The log file of the job, or the console alone when the job's folders are not valid
+    (a mistyped input folder creates no folder; the run then says what is wrong)."""
+    try:
+        log_file: Path | None = JobPaths.for_run(config).log_file
+    except ConfigError:
+        log_file = None
     setup_logging(
-        log_file=config.log_file_for(state_dir),
+        log_file=log_file,
         file_level=config.log.level,
         verbosity=_verbosity(verbose, quiet),
         max_bytes=config.log.max_bytes,
@@ -173,21 +231,24 @@ class _Progress:
 def _print_plan(summary: RunSummary) -> None:
     click.echo(f"dry run: {summary.input_dir} -> {summary.output_dir} (nothing is sent)")
     for decision in summary.plan:
-        verb = {"send": "send", "reuse": "reuse", "rewrite": "rewrite", "skip": "skip"}[decision.action]
-        click.echo(f"{verb:7} {decision.recording.key}  ({decision.reason})")
+        verb = "fail" if decision.failure else str(decision.action)
+        reason = decision.failure or decision.reason
+        click.echo(f"{verb:7} {decision.recording.key}  ({reason})")
     for key, reason in summary.skipped_by_scan:
         click.echo(f"{'skip':7} {key}  ({reason})")
+    sends = sum(d.action == "send" and not d.failure for d in summary.plan)
     click.echo(
-        f"would send {sum(d.action == 'send' for d in summary.plan)}, "
-        f"reuse {sum(d.action in ('reuse', 'rewrite') for d in summary.plan)}, skip {summary.skipped}"
+        f"would send {sends}, reuse {sum(d.action in ('reuse', 'rewrite') for d in summary.plan)}, "
+        f"fail {summary.failed}, skip {summary.skipped}"
     )
 
 
 def _print_summary(summary: RunSummary, *, quiet: bool, verbose: int) -> None:
     code = summary.exit_code
     interactive = _stderr_is_tty()
-    if summary.stopped == "server_unavailable":
-        click.echo(f"asrbatch: server unavailable, run stopped with {summary.pending} recording(s) pending: "
+    if summary.stopped in ("server_unavailable", "operator_error"):
+        what = "server unavailable" if summary.stopped == "server_unavailable" else "stopped"
+        click.echo(f"asrbatch: {what}, run stopped with {summary.pending} recording(s) pending: "
                    f"{summary.stop_message}", err=True)
     if quiet and code == ExitCode.OK:
         return
@@ -201,31 +262,12 @@ def _print_summary(summary: RunSummary, *, quiet: bool, verbose: int) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("input_dir", type=click.Path(path_type=Path, file_okay=False))
-@click.option("-o", "--output", "output_dir", type=click.Path(path_type=Path, file_okay=False),
-              help="Transcript folder (default: <INPUT_DIR>_transcripts beside the input).")
+@input_argument
 @config_option
-@click.option("--url", help="Server URL (overrides server.url).")
-@click.option("--hotwords", help="Extra hotwords for every recording, comma-separated.")
-@click.option("--formats", help="Outputs to write, comma-separated: txt,json,srt,vtt.")
-@click.option("--workers", type=click.IntRange(1, 64), help="Requests in flight at once.")
-@click.option("--settle", type=click.FloatRange(0), help="Seconds a closed file must stay unchanged (watch.settle).")
-@click.option("--rescan-interval", type=click.FloatRange(1), help="Seconds between full rescans (watch.rescan_interval).")
+@job_flags(WATCH_FLAGS)
 @verbose_option
 @quiet_option
-def watch(
-    input_dir: Path,
-    output_dir: Path | None,
-    config_path: Path | None,
-    url: str | None,
-    hotwords: str | None,
-    formats: str | None,
-    workers: int | None,
-    settle: float | None,
-    rescan_interval: float | None,
-    verbose: int,
-    quiet: bool,
-) -> int:
+def watch(input_dir: Path | None, config_path: Path | None, verbose: int, quiet: bool, **flags: Any) -> int:
     """Watch INPUT_DIR and transcribe each recording once it is complete, until stopped.
 
     A recording is sent once its writer has closed it and it stayed unchanged for
@@ -239,59 +281,45 @@ def watch(
     """
     from asrbatch.watch import run_watch
 
-    overrides: dict[str, Any] = {
-        "server.url": url,
-        "output.dir": str(output_dir) if output_dir else None,
-        "output.formats": [f.strip() for f in formats.split(",") if f.strip()] if formats else None,
-        "watch.settle": settle,
-        "watch.rescan_interval": rescan_interval,
-    }
-    config = _load(config_path, overrides)
-    options = RunOptions(
-        input_dir=input_dir,
-        output_dir=output_dir,
-        hotwords=tuple(w.strip() for w in (hotwords or "").split(",") if w.strip()),
-        workers=workers,
-    )
-    _setup_logging(config, input_dir, verbose, quiet)
+    config = load_job(config_path, input_dir, flags)
+    JobPaths.for_run(config)  # a bad input folder is a usage error before anything starts
+    _setup_logging(config, verbose, quiet)
     show = (_stderr_is_tty() or verbose > 0) and not quiet
 
     def on_pass(summary: RunSummary) -> None:
         if show and (summary.done or summary.empty or summary.failed or summary.reused or summary.stopped):
             click.echo(summary.line(), err=True)
 
-    return run_watch(config, options, on_pass=on_pass)
+    return run_watch(config, RunOptions(), on_pass=on_pass)
 
 
 @cli.command("cron-line", context_settings=CONTEXT)
-@click.argument("input_dir", type=click.Path(path_type=Path, file_okay=False))
-@click.option("-o", "--output", "output_dir", type=click.Path(path_type=Path, file_okay=False),
-              help="Transcript folder (default: output.dir, or <INPUT_DIR>_transcripts).")
+@input_argument
 @config_option
+@job_flags(RUN_FLAGS)
 @click.option("--user", help="User the job runs as (the /etc/cron.d user field; default: you).")
 @click.option("--crontab", "personal", is_flag=True, help="Print a personal crontab entry (no user field).")
 @click.option("--minute", type=click.IntRange(0, 59), default=5, show_default=True, help="Minute of every hour.")
-@click.option("--max-runtime", type=click.FloatRange(1),
-              help="Start no new recording after this many seconds (default: 3000 unless run.max_runtime is set).")
 @click.option("--lock-file", type=click.Path(path_type=Path, dir_okay=False),
               help="flock file (default: /run/lock/asrbatch-<output>-<hash>.lock).")
 @click.option("--log", "log_file", type=click.Path(path_type=Path, dir_okay=False),
               help="Append the job's output to this file instead of having cron mail it.")
 def cron_line(
-    input_dir: Path,
-    output_dir: Path | None,
+    input_dir: Path | None,
     config_path: Path | None,
     user: str | None,
     personal: bool,
     minute: int,
-    max_runtime: float | None,
     lock_file: Path | None,
     log_file: Path | None,
+    **flags: Any,
 ) -> int:
     """Print the crontab entry that runs this job every hour (for /etc/cron.d/asrbatch).
 
-    The entry uses absolute paths, `flock -n` (a run still going makes the next one
-    skip quietly), `-q` (cron mails real errors only) and a --max-runtime bound.
+    Every run option given here is repeated in the entry, with absolute paths; the
+    entry adds `flock -n` (a run still going makes the next one skip quietly), `-q`
+    (cron mails real errors only) and a --max-runtime bound (50 minutes unless given
+    or set as run.max_runtime).
 
     \b
     Example:
@@ -302,28 +330,38 @@ def cron_line(
 
     from asrbatch import schedule
 
-    config = _load(config_path, {"output.dir": str(output_dir) if output_dir else None})
-    job = schedule.plan(config, input_dir, output_dir=output_dir,
-                        user=None if personal else (user or getpass.getuser()), minute=minute,
-                        max_runtime=max_runtime, lock_file=lock_file, log_file=log_file)
+    config = load_job(config_path, input_dir, flags)
+    flag_args: list[str] = []
+    for name in RUN_FLAGS:
+        value = flags.get(name)
+        if value is None or name in ("output_dir", "max_runtime"):
+            continue
+        flag_args += [JOB_FLAGS[name].long, _flag_text(value)]
+    job = schedule.plan(config, user=None if personal else (user or getpass.getuser()), minute=minute,
+                        max_runtime=flags.get("max_runtime"), lock_file=lock_file, log_file=log_file,
+                        flags=tuple(flag_args))
     click.echo(schedule.render(job), nl=False)
     return 0
+
+
+def _flag_text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 # ----------------------------------------------------------------------------------------------
 # status / report / retry / forget
 
 
-def _state_dir(config_path: Path | None, output_dir: Path | None, state_dir: Path | None) -> Path:
+def _state_paths(config_path: Path | None, output_dir: Path | None, state_dir: Path | None) -> JobPaths:
     overrides = {"output.dir": str(output_dir) if output_dir else None,
                  "state.dir": str(state_dir) if state_dir else None}
     config = _load(config_path, overrides)
-    if config.state.dir is not None:
-        return config.state.dir.expanduser().resolve()
-    if config.output.dir is None:
-        raise click.UsageError("say which run to look at: -o OUTPUT_DIR, --state-dir DIR, or -c CONFIG "
-                               "with output.dir or state.dir set")
-    return config.state_dir_for(config.output.dir.expanduser().resolve())
+    try:
+        return JobPaths.for_state(config)
+    except ConfigError as exc:
+        raise click.UsageError(exc.message) from None
 
 
 state_options = [
@@ -340,13 +378,13 @@ def with_state_options(func: Any) -> Any:
     return func
 
 
-def _open_ledger(state: Path) -> Any:
+def _open_ledger(paths: JobPaths) -> Any:
     from asrbatch.ledger import Ledger
 
-    path = state / "ledger.sqlite3"
-    if not path.exists():
-        raise AsrbatchError(f"no ledger at {path}", hint="has `asrbatch run` been run with this output folder?")
-    return Ledger.open(path)
+    if not paths.ledger.exists():
+        raise AsrbatchError(f"no ledger at {paths.ledger}",
+                            hint="has `asrbatch run` been run with this output folder?")
+    return Ledger.open(paths.ledger)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -363,14 +401,14 @@ def status(output_dir: Path | None, state_dir: Path | None, config_path: Path | 
     """
     from asrbatch.report import build_status
 
-    state = _state_dir(config_path, output_dir, state_dir)
-    with _open_ledger(state) as ledger:
+    paths = _state_paths(config_path, output_dir, state_dir)
+    with _open_ledger(paths) as ledger:
         report = build_status(ledger, days=days)
     if as_json:
         click.echo(json.dumps(report, indent=2, ensure_ascii=False))
         return 0
     counts = report["counts"]
-    click.echo(f"ledger: {state / 'ledger.sqlite3'}")
+    click.echo(f"ledger: {paths.ledger}")
     click.echo("recordings: " + (", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "none")
                + f" (audio {report['audio_hours']:.2f} h)")
     last = report["last_run"]
@@ -424,9 +462,9 @@ def report(output_dir: Path | None, state_dir: Path | None, config_path: Path | 
     """
     from asrbatch.report import write_html_report
 
-    state = _state_dir(config_path, output_dir, state_dir)
-    with _open_ledger(state) as ledger:
-        written = write_html_report(ledger, html_path or state / "report.html", days=days)
+    paths = _state_paths(config_path, output_dir, state_dir)
+    with _open_ledger(paths) as ledger:
+        written = write_html_report(ledger, html_path or paths.report, days=days)
     click.echo(str(written))
     return 0
 
@@ -444,8 +482,8 @@ def retry(output_dir: Path | None, state_dir: Path | None, config_path: Path | N
     Example:
       asrbatch retry -o /data/transcripts
     """
-    state = _state_dir(config_path, output_dir, state_dir)
-    with _open_ledger(state) as ledger:
+    job = _state_paths(config_path, output_dir, state_dir)
+    with _open_ledger(job) as ledger:
         reset = ledger.retry([p.strip("/") for p in paths] if paths else None)
     for key in reset:
         click.echo(f"retry {key}")
@@ -465,8 +503,8 @@ def forget(output_dir: Path | None, state_dir: Path | None, config_path: Path | 
     Example:
       asrbatch forget -o /data/transcripts "2024-05/call 17.wav"
     """
-    state = _state_dir(config_path, output_dir, state_dir)
-    with _open_ledger(state) as ledger:
+    job = _state_paths(config_path, output_dir, state_dir)
+    with _open_ledger(job) as ledger:
         dropped = ledger.forget([p.strip("/") for p in paths])
     for key in dropped:
         click.echo(f"forgot {key}")

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import yaml
 
 from asrbatch.errors import ConfigError
+from asrbatch.media import DEFAULT_EXTENSIONS
 
 ENV_PREFIX = "ASRBATCH_"
 CONFIG_ENV = "ASRBATCH_CONFIG"
@@ -33,11 +34,8 @@ RESERVED_ENV = (
     "ASRBATCH_TEMP_DIR", "ASRBATCH_CONCURRENCY", "ASRBATCH_SIMULATE", "ASRBATCH_VAD_MODEL", "ASRBATCH_PUNC_MODEL",
 )
 
-DEFAULT_EXTENSIONS = (
-    "wav", "mp3", "flac", "m4a", "ogg", "aac", "opus", "wma", "amr", "webm", "mp4", "mkv", "mov",
-)
 DEFAULT_TEMPLATE = (None, "<audio>", "<batch_size>", "<hotwords>")
-TEMPLATE_PLACEHOLDERS = ("<audio>", "<batch_size>", "<hotwords>")
+SERVER_SCHEMES = ("http://", "https://", "ws://", "wss://")
 OUTPUT_FORMATS = ("txt", "json", "srt", "vtt")
 
 
@@ -100,6 +98,9 @@ class ServerConfig:
 
 @dataclass(frozen=True)
 class InputConfig:
+    dir: Path | None = _doc(
+        "The folder of recordings (the INPUT_DIR argument of run and watch sets it).", default=None
+    )
     recursive: bool = _doc("Look into sub-folders.", default=True)
     extensions: tuple[str, ...] = _doc("File extensions taken as recordings (any case).", default=DEFAULT_EXTENSIONS)
     min_age: float = _doc(
@@ -213,19 +214,6 @@ class Config:
     hotwords: tuple[str, ...] = _doc("Hotwords sent with every recording.", default=())
     source: Path | None = field(default=None, metadata={"internal": True})
 
-    def output_dir_for(self, input_dir: Path) -> Path:
-        """The output folder for *input_dir*: configured, or ``<input>_transcripts`` beside it."""
-        if self.output.dir is not None:
-            return self.output.dir
-        input_dir = input_dir.resolve()
-        return input_dir.with_name(input_dir.name + "_transcripts")
-
-    def state_dir_for(self, output_dir: Path) -> Path:
-        return self.state.dir if self.state.dir is not None else output_dir / ".asrbatch"
-
-    def log_file_for(self, state_dir: Path) -> Path:
-        return self.log.file if self.log.file is not None else state_dir / "asrbatch.log"
-
 
 # --------------------------------------------------------------------------------------------
 # Loading and validation
@@ -236,11 +224,15 @@ def load_config(
     *,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    additions: Mapping[str, Any] | None = None,
 ) -> Config:
-    """Build the Config from *path* (or ``$ASRBATCH_CONFIG``), the environment and *overrides*.
+    """Build the Config from *path* (or ``$ASRBATCH_CONFIG``), the environment and the flags.
 
-    *overrides* maps dotted key paths (``"server.url"``) to values from flags;
-    ``None`` values are ignored.  Raises :class:`ConfigError` listing every problem.
+    The flags arrive as key paths, applied before validation (so a bad flag is reported
+    like a bad key): *overrides* maps dotted key paths (``"server.url"``) to values that
+    replace what the file and environment say; *additions* maps list keys
+    (``"hotwords"``) to values appended to them.  ``None`` values are ignored.  Raises
+    :class:`ConfigError` listing every problem.
     """
     env = dict(os.environ if env is None else env)
     if path is None and env.get(CONFIG_ENV):
@@ -252,9 +244,7 @@ def load_config(
         data = read_yaml(source)
     problems: list[str] = []
     _apply_environment(data, env, problems)
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            _set_path(data, key.split("."), value)
+    apply_arguments(data, overrides or {}, additions or {})
     config = _build(Config, data, "", problems)
     if config is not None:
         password = None
@@ -270,6 +260,27 @@ def load_config(
         raise ConfigError(problems, hint=f"fix the configuration{where}; see config.example.yaml")
     server = dataclasses.replace(config.server, password=password)
     return dataclasses.replace(config, server=server, source=source)
+
+
+def apply_arguments(data: dict[str, Any], overrides: Mapping[str, Any], additions: Mapping[str, Any]) -> None:
+    """Apply command-line values to the raw config *data* by key path (in place)."""
+    for key, value in overrides.items():
+        if value is not None:
+            _set_path(data, key.split("."), value)
+    for key, value in additions.items():
+        if value is None:
+            continue
+        parts = key.split(".")
+        current = _get_path(data, parts)
+        if current is None:
+            current = []
+        elif isinstance(current, str):
+            current = [current]
+        if not isinstance(current, (list, tuple)):
+            _set_path(data, parts, value)  # let validation report the configured value's type
+            continue
+        added = list(value) if isinstance(value, (list, tuple)) else [value]
+        _set_path(data, parts, [*current, *(v for v in added if v not in current)])
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -333,6 +344,15 @@ def _is_sequence_key(key: str) -> bool:
         if k == key:
             return typing.get_origin(hint) is tuple
     return False
+
+
+def _get_path(data: dict[str, Any], parts: list[str]) -> Any:
+    node: Any = data
+    for part in parts:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
 
 
 def _set_path(data: dict[str, Any], parts: list[str], value: Any) -> None:
@@ -460,8 +480,8 @@ def _type_name(hint: Any) -> str:
 def _cross_checks(config: Config) -> list[str]:
     problems: list[str] = []
     s = config.server
-    if not s.url.startswith(("http://", "https://")):
-        problems.append(f"server.url: must start with http:// or https://, not {s.url!r}")
+    if not s.url.startswith(SERVER_SCHEMES):
+        problems.append(f"server.url: must start with http://, https://, ws:// or wss://, not {s.url!r}")
     if s.fn_index is None and not s.api_name:
         problems.append("server.fn_index: set fn_index or api_name")
     if s.fn_index is not None and s.fn_index < 0:
@@ -511,8 +531,8 @@ def _cross_checks(config: Config) -> list[str]:
     if a.silence_threshold >= 0:
         problems.append("audio.silence_threshold: must be below 0 dBFS")
     for url in s.urls:
-        if not url.startswith(("http://", "https://")):
-            problems.append(f"server.urls: {url!r} must start with http:// or https://")
+        if not url.startswith(SERVER_SCHEMES):
+            problems.append(f"server.urls: {url!r} must start with http://, https://, ws:// or wss://")
     if s.concurrency is not None and not 1 <= s.concurrency <= 64:
         problems.append("server.concurrency: must be between 1 and 64")
     if config.run.max_files is not None and config.run.max_files < 1:

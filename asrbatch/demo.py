@@ -8,7 +8,6 @@ summary, and stops the server.  It exercises the same code path as a cron run.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import signal
 import socket
@@ -22,7 +21,8 @@ from pathlib import Path
 
 from asrbatch.config import Config, RetryConfig, ServerConfig, load_config
 from asrbatch.errors import AsrbatchError, ExitCode, ServerUnavailableError
-from asrbatch.runner import RunOptions, RunSummary, run_batch
+from asrbatch.outcomes import RunSummary
+from asrbatch.runner import run_batch
 from asrbatch.transport import Client
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -72,10 +72,10 @@ def run_demo(
             )
         try:
             _wait_until_up(url, process, server_log)
-            config: Config = load_config(None, env={}, overrides={"server.url": url})
-            config = dataclasses.replace(config, input=dataclasses.replace(config.input, min_age=0.0))
+            config: Config = load_config(None, env={}, overrides={
+                "server.url": url, "input.dir": str(samples), "output.dir": str(output_dir), "input.min_age": 0.0})
             echo(f"transcribing {samples} -> {output_dir}")
-            summary = run_batch(config, RunOptions(input_dir=samples, output_dir=output_dir, min_age=0.0))
+            summary = run_batch(config)
         finally:
             _stop(process)
     transcripts = {}

@@ -1,8 +1,37 @@
-"""Exception hierarchy and exit codes.
+"""Exception hierarchy, exit codes and the fault model.
 
-Every expected failure is an :class:`AsrbatchError`.  Errors that concern one
-recording derive from :class:`FileError`; the runner records them against the
-file and carries on.  Errors that concern the whole run map to an
+Every expected failure is an :class:`AsrbatchError`, and each belongs to exactly one party:
+
+==================  ===========================================  ====================================
+whose fault         examples                                     what happens
+==================  ===========================================  ====================================
+the recording       undecodable, not audio, truncated and        :class:`FileError` with
+(:class:`FileError`  stable, rejected by the server for a        ``permanent=True``: failed, not
+permanent)          reason about the audio (4xx, a decode        tried again until the file changes
+                    error message)                               (or ``asrbatch retry``)
+the recording,      truncated while still young (being           failed, tried again in the next
+maybe               copied?)                                     ``state.max_runs`` runs
+the server          5xx of any kind (CUDA out of memory,         retried with backoff; when the
+                    internal errors, a message that cannot be    retries are spent and a known test
+                    told apart), timeouts, resets, hangs,        clip fails too, the run stops (exit
+                    429, 502/503/504, a closed stream            3) with the rest pending and no
+                                                                 file blamed; otherwise that one
+                                                                 recording fails transiently
+                                                                 (:class:`RecognitionError`)
+the operator        a full disk, permissions, a read-only        :class:`OperatorError`: one line
+(:class:`Operator-  folder, a file where a folder should be,     naming the path and what to do;
+Error`)             a damaged or locked ledger, a missing        exit 2 before the run started, 3
+                    ffmpeg                                       when a started run must stop;
+                                                                 nothing written is lost
+the configuration   bad keys, no such function, login refused    exit 2, nothing sent
+asrbatch itself     any other exception inside one recording's   that recording fails with
+                                                                 "internal error" (traceback in the
+                                                                 log), counted against
+                                                                 ``state.max_runs``; the run goes on
+==================  ===========================================  ====================================
+
+Errors that concern one recording derive from :class:`FileError`; the pipeline records them
+against the file and carries on.  Errors that concern the whole run map to an
 :class:`ExitCode` in one place (``asrbatch.cli``).
 """
 
@@ -20,9 +49,10 @@ class ExitCode(enum.IntEnum):
     FILES_FAILED = 1
     """The run finished and at least one file failed."""
     USAGE = 2
-    """Usage or configuration error; nothing was sent."""
+    """Usage, configuration or set-up error (the operator's to fix); nothing was sent."""
     SERVER_UNAVAILABLE = 3
-    """The server could not be reached; the run stopped and no file was blamed."""
+    """The run stopped for a reason outside the recordings (server unavailable, disk full):
+    no file was blamed, the rest is pending."""
     LOCKED = 4
     """Another run holds the lock; nothing was done."""
     INTERNAL = 70
@@ -55,6 +85,20 @@ class ConfigError(AsrbatchError):
         super().__init__("; ".join(self.problems), hint=hint)
 
 
+class OperatorError(AsrbatchError):
+    """The machine around asrbatch is in the way: disk, permissions, folders, the ledger.
+
+    Never a bug and never a recording's fault.  Exit 2 when raised before the run
+    started; a run that meets one stops with exit 3 and leaves the rest pending.
+    """
+
+    exit_code = ExitCode.USAGE
+
+
+class LedgerDamagedError(OperatorError):
+    """The ledger file is not a readable SQLite database; asrbatch never overwrites it."""
+
+
 class EndpointError(AsrbatchError):
     """The server answers but the configured recognition function is missing or unusable
     (wrong fn_index/api_name, unexpected inputs, login refused)."""
@@ -63,9 +107,13 @@ class EndpointError(AsrbatchError):
 
 
 class ServerUnavailableError(AsrbatchError):
-    """The server stayed unreachable after the configured retries."""
+    """The server stayed unreachable after the configured retries, or stopped doing work."""
 
     exit_code = ExitCode.SERVER_UNAVAILABLE
+
+
+class CancelledError(AsrbatchError):
+    """A request withdrawn before the server started on it (the run is stopping)."""
 
 
 class LockedError(AsrbatchError):
@@ -75,7 +123,7 @@ class LockedError(AsrbatchError):
 
 
 class TransientError(AsrbatchError):
-    """A failure worth retrying (connection reset, timeout, 429, 502/503/504).
+    """A failure worth retrying (connection reset, timeout, 429, 5xx).
 
     Raised inside the transport and retried there; callers normally see
     :class:`ServerUnavailableError` or :class:`RecognitionError` instead.
@@ -87,10 +135,12 @@ class TransientError(AsrbatchError):
         super().__init__(message, hint=hint)
         self.unreachable = unreachable
         """True when the server could not be reached at all (refused, connect timeout)."""
+        self.attempts = 0
+        """Tries made before giving up (set by the retry policy)."""
 
 
 class FileError(AsrbatchError):
-    """Something is wrong with one recording.
+    """Something went wrong with one recording.
 
     ``permanent`` errors (undecodable audio, rejected input) are not retried
     until the file changes; the others are retried on later runs.
@@ -99,15 +149,34 @@ class FileError(AsrbatchError):
     exit_code = ExitCode.FILES_FAILED
     permanent: bool = False
 
-    def __init__(self, message: str, *, path: Path | str | None = None, hint: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: Path | str | None = None,
+        hint: str | None = None,
+        attempts: int = 0,
+        permanent: bool | None = None,
+    ) -> None:
         super().__init__(message, hint=hint)
         self.path = path
+        self.attempts = attempts
+        """Requests made for this recording before the error (0 when none was sent)."""
+        if permanent is not None:
+            self.permanent = permanent
 
 
 class AudioError(FileError):
     """The recording cannot be decoded locally (empty, truncated, not audio, no audio track)."""
 
     permanent = True
+
+
+class TruncatedAudioError(AudioError):
+    """The file holds less audio than its container announces: cut off, or still being copied.
+
+    Permanent once the file has been stable for a while; transient while it is young.
+    """
 
 
 class InputRejectedError(FileError):
@@ -117,6 +186,6 @@ class InputRejectedError(FileError):
 
 
 class RecognitionError(FileError):
-    """The server failed on this file without saying why, or kept failing transiently."""
+    """The server failed on this file (its fault, not the file's), or kept failing transiently."""
 
     permanent = False

@@ -15,15 +15,9 @@ import shutil
 from pathlib import Path
 
 from asrbatch.config import HousekeepingConfig
+from asrbatch.log import kv
 
 log = logging.getLogger(__name__)
-
-
-def folders(settings: HousekeepingConfig) -> tuple[Path, ...]:
-    """The folders recordings are moved to: never scanned as input, even when inside it."""
-    if settings.mode != "move":
-        return ()
-    return tuple(p.expanduser() for p in (settings.done_dir, settings.failed_dir) if p is not None)
 
 
 def destination(root: Path, key: str) -> Path:
@@ -64,7 +58,7 @@ def move_recording(path: Path, key: str, settings: HousekeepingConfig, *, succee
                 os.fsync(handle.fileno())
             path.unlink()
     except OSError as exc:
-        log.warning("event=housekeeping_failed path=%s reason=%r action=left_in_place", key, str(exc))
+        log.warning(kv("housekeeping_failed", path=key, reason=str(exc), action="left_in_place"))
         return None
-    log.info("event=moved path=%s to=%s", key, target)
+    log.info(kv("moved", path=key, to=target))
     return target

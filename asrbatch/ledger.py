@@ -1,15 +1,27 @@
 """The processed-ledger: SQLite state of every recording, chunk and run.
 
-One row per recording, keyed by its path relative to the input root.  The
-schema is built by ordered migration functions recorded in ``migrations``.
-Success is recorded only after the transcript files are in place; before they
-are written, the expected output hashes are stored so that a crash between the
-rename and the record is recognised by the next run as our own file.
+One row per recording, keyed by its path relative to the input root (an
+:class:`Identity`: key, size, mtime and content hash).  The schema is built by
+ordered migration functions recorded in ``migrations``.  Success is recorded only
+after the transcript files are in place; before they are written, the expected
+output hashes are stored so that a crash between the rename and the record is
+recognised by the next run as our own file.
+
+Beside the database, a journal (``transcripts.jsonl``, one JSON line per finished
+recording, appended and fsynced after each success) survives a damaged database:
+a new ledger created where a journal exists is rebuilt from it, so recordings
+already transcribed are not sent again.
+
+Every SQLite failure becomes an operator's error: a file that is not a database
+(:class:`~asrbatch.errors.LedgerDamagedError`, never overwritten), a full disk, a
+lock held too long, a read-only folder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -21,11 +33,29 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-DONE = "done"
-EMPTY = "empty"
-FAILED = "failed"
-PENDING = "pending"
+from asrbatch.errors import LedgerDamagedError, OperatorError
+from asrbatch.log import kv
+from asrbatch.outcomes import Outcome
+
+log = logging.getLogger(__name__)
+
+DONE = Outcome.DONE.value
+EMPTY = Outcome.EMPTY.value
+FAILED = Outcome.FAILED.value
+PENDING = Outcome.PENDING.value
 FINISHED_OUTCOMES = (DONE, EMPTY)
+JOURNAL_SUFFIX = "transcripts.jsonl"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Which recording, and which content of it: what every record is made for."""
+
+    key: str
+    """Path relative to the input root, ``/``-separated."""
+    size: int
+    mtime_ns: int
+    sha256: str | None
 
 
 def _now() -> str:
@@ -183,8 +213,31 @@ MIGRATIONS: Sequence[tuple[str, Callable[[sqlite3.Connection], None]]] = (
 )
 
 
-class LedgerError(Exception):
-    pass
+class LedgerError(OperatorError):
+    """The ledger cannot be used by this asrbatch (written by a newer version)."""
+
+
+def damaged_hint(path: Path) -> str:
+    return (f"move it aside (mv {path} {path}.damaged) and run again: the transcripts already written stay, "
+            f"and the new ledger is rebuilt from {path.with_name(JOURNAL_SUFFIX)} without sending them again")
+
+
+def sqlite_problem(exc: sqlite3.Error, path: Path) -> OperatorError:
+    """The operator's error an SQLite failure on the ledger at *path* stands for."""
+    text = str(exc)
+    lower = text.lower()
+    if not isinstance(exc, sqlite3.OperationalError) or "malformed" in lower or "not a database" in lower:
+        return LedgerDamagedError(f"the ledger {path} is damaged ({text})", hint=damaged_hint(path))
+    if "full" in lower:
+        return OperatorError(f"cannot write the ledger {path}: no space left on the device ({text})",
+                             hint="free some space; the next run continues where this one stopped")
+    if "locked" in lower or "busy" in lower:
+        return OperatorError(f"the ledger {path} stayed locked by another process ({text})",
+                             hint="is another asrbatch (or an sqlite3 shell) holding it? the next run tries again")
+    if "readonly" in lower or "read-only" in lower or "unable to open" in lower:
+        return OperatorError(f"cannot write the ledger {path} ({text})",
+                             hint="check the state folder's permissions and that its filesystem is writable")
+    return OperatorError(f"the ledger {path} failed: {text}", hint="check the state folder and its disk")
 
 
 class Ledger:
@@ -192,17 +245,32 @@ class Ledger:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self.journal_path = path.with_name(JOURNAL_SUFFIX)
+        self._lock = threading.RLock()
+        created = not path.exists()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OperatorError(f"cannot create the state folder {path.parent}: {exc.strerror or exc}",
+                                hint="check the path and its permissions") from None
         try:
             self._db = sqlite3.connect(str(path), timeout=30, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise sqlite_problem(exc, path) from None
+        try:
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
-        except sqlite3.DatabaseError as exc:
-            raise LedgerError(f"{path}: cannot open ledger: {exc}") from exc
-        self._lock = threading.RLock()
-        self.migrate()
+            self.migrate()
+            if created and self.journal_path.exists():
+                self._rebuild_from_journal()
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise sqlite_problem(exc, path) from None
+        except BaseException:
+            self._db.close()
+            raise
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -223,14 +291,25 @@ class Ledger:
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                else:
+                    self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise sqlite_problem(exc, self.path) from None
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
             try:
                 yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            else:
-                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise sqlite_problem(exc, self.path) from None
 
     def migrate(self) -> list[str]:
         """Apply the migrations not yet recorded; return their names."""
@@ -252,8 +331,8 @@ class Ledger:
         return applied
 
     def migrations(self) -> list[str]:
-        with self._lock:
-            return [row[0] for row in self._db.execute("SELECT name FROM migrations ORDER BY name")]
+        with self._read() as db:
+            return [row[0] for row in db.execute("SELECT name FROM migrations ORDER BY name")]
 
     # -- lookups ------------------------------------------------------------------------------
 
@@ -279,33 +358,33 @@ class Ledger:
         )
 
     def get(self, key: str) -> Entry | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM recordings WHERE key = ?", (key,)).fetchone()
+        with self._read() as db:
+            row = db.execute("SELECT * FROM recordings WHERE key = ?", (key,)).fetchone()
         return self._entry(row) if row else None
 
     def stats_by_key(self) -> dict[str, tuple[int, int, str]]:
         """``key -> (size, mtime_ns, outcome)`` for every recording, in one query (cheap skip)."""
-        with self._lock:
-            rows = self._db.execute("SELECT key, size, mtime_ns, outcome FROM recordings").fetchall()
+        with self._read() as db:
+            rows = db.execute("SELECT key, size, mtime_ns, outcome FROM recordings").fetchall()
         return {row[0]: (row[1], row[2], row[3]) for row in rows}
 
     def entries(self, keys: Iterable[str] | None = None) -> dict[str, Entry]:
-        with self._lock:
+        with self._read() as db:
             if keys is None:
-                rows = self._db.execute("SELECT * FROM recordings ORDER BY key").fetchall()
+                rows = db.execute("SELECT * FROM recordings ORDER BY key").fetchall()
             else:
                 wanted = list(keys)
                 rows = []
                 for start in range(0, len(wanted), 500):
                     batch = wanted[start : start + 500]
                     marks = ",".join("?" * len(batch))
-                    rows.extend(self._db.execute(f"SELECT * FROM recordings WHERE key IN ({marks})", batch))
+                    rows.extend(db.execute(f"SELECT * FROM recordings WHERE key IN ({marks})", batch))
         return {row["key"]: self._entry(row) for row in rows}
 
     def find_by_hash(self, sha256: str, *, exclude_key: str | None = None) -> Entry | None:
         """A finished recording with this content and a stored result, if any."""
-        with self._lock:
-            row = self._db.execute(
+        with self._read() as db:
+            row = db.execute(
                 "SELECT * FROM recordings WHERE sha256 = ? AND outcome IN (?, ?) AND result IS NOT NULL"
                 " AND key IS NOT ? ORDER BY done_at LIMIT 1",
                 (sha256, DONE, EMPTY, exclude_key),
@@ -339,8 +418,8 @@ class Ledger:
         sql = "SELECT * FROM runs ORDER BY id DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        with self._lock:
-            rows = self._db.execute(sql).fetchall()
+        with self._read() as db:
+            rows = db.execute(sql).fetchall()
         return [
             RunRecord(
                 id=row["id"],
@@ -385,13 +464,13 @@ class Ledger:
             ),
         )
 
-    def record_pending(self, key: str, *, size: int, mtime_ns: int, sha256: str | None, changed: bool) -> None:
+    def record_pending(self, identity: Identity, *, changed: bool) -> None:
         """Note a recording about to be processed; a changed file starts again from zero."""
-        values: dict[str, Any] = {"size": size, "mtime_ns": mtime_ns, "sha256": sha256}
+        values: dict[str, Any] = _stat_values(identity)
         if changed:
             values.update(outcome=PENDING, permanent=0, failed_runs=0, error=None, result=None)
         with self._tx() as db:
-            self._upsert(db, key, values)
+            self._upsert(db, identity.key, values)
 
     def record_intent(self, key: str, outputs: dict[str, str], output_hashes: dict[str, str]) -> None:
         """Store the paths and hashes of outputs about to be written (before the rename)."""
@@ -403,15 +482,12 @@ class Ledger:
 
     def record_success(
         self,
-        key: str,
+        identity: Identity,
         *,
-        size: int,
-        mtime_ns: int,
-        sha256: str | None,
         outcome: str,
         outputs: dict[str, str],
         output_hashes: dict[str, str],
-        result: dict[str, Any],
+        result: dict[str, Any] | None,
         audio_seconds: float | None,
         server_seconds: float | None,
         attempts: int,
@@ -419,16 +495,15 @@ class Ledger:
     ) -> None:
         """Record a finished recording; call only once its outputs are durably in place."""
         assert outcome in FINISHED_OUTCOMES
+        done_at = _now()
         with self._tx() as db:
-            row = db.execute("SELECT attempts FROM recordings WHERE key = ?", (key,)).fetchone()
+            row = db.execute("SELECT attempts FROM recordings WHERE key = ?", (identity.key,)).fetchone()
             total = (row[0] if row else 0) + attempts
             self._upsert(
                 db,
-                key,
+                identity.key,
                 {
-                    "size": size,
-                    "mtime_ns": mtime_ns,
-                    "sha256": sha256,
+                    **_stat_values(identity),
                     "outcome": outcome,
                     "permanent": 0,
                     "failed_runs": 0,
@@ -436,25 +511,25 @@ class Ledger:
                     "attempts": total,
                     "outputs": json.dumps(outputs, sort_keys=True),
                     "output_hashes": json.dumps(output_hashes, sort_keys=True),
-                    "result": json.dumps(result, ensure_ascii=False, sort_keys=True),
+                    "result": json.dumps(result, ensure_ascii=False, sort_keys=True) if result is not None else None,
                     "audio_seconds": audio_seconds,
                     "server_seconds": server_seconds,
-                    "done_at": _now(),
+                    "done_at": done_at,
                     "last_run": run_id,
                 },
             )
-            db.execute("DELETE FROM chunks WHERE key = ?", (key,))
-            self._event(
-                db, run_id, key, outcome, audio_seconds=audio_seconds, server_seconds=server_seconds, attempts=attempts
-            )
+            db.execute("DELETE FROM chunks WHERE key = ?", (identity.key,))
+            self._event(db, run_id, identity.key, outcome, audio_seconds=audio_seconds,
+                        server_seconds=server_seconds, attempts=attempts)
+        self._journal({"key": identity.key, "size": identity.size, "mtime_ns": identity.mtime_ns,
+                       "sha256": identity.sha256, "outcome": outcome, "outputs": outputs,
+                       "output_hashes": output_hashes, "audio_seconds": audio_seconds,
+                       "server_seconds": server_seconds, "done_at": done_at})
 
     def record_failure(
         self,
-        key: str,
+        identity: Identity,
         *,
-        size: int,
-        mtime_ns: int,
-        sha256: str | None,
         error: str,
         permanent: bool,
         attempts: int,
@@ -462,15 +537,13 @@ class Ledger:
         run_id: int | None,
     ) -> None:
         with self._tx() as db:
-            row = db.execute("SELECT attempts, failed_runs FROM recordings WHERE key = ?", (key,)).fetchone()
+            row = db.execute("SELECT attempts, failed_runs FROM recordings WHERE key = ?", (identity.key,)).fetchone()
             total, runs = (row[0], row[1]) if row else (0, 0)
             self._upsert(
                 db,
-                key,
+                identity.key,
                 {
-                    "size": size,
-                    "mtime_ns": mtime_ns,
-                    "sha256": sha256,
+                    **_stat_values(identity),
                     "outcome": FAILED,
                     "permanent": int(permanent),
                     "error": error,
@@ -480,12 +553,65 @@ class Ledger:
                     "last_run": run_id,
                 },
             )
-            self._event(db, run_id, key, FAILED, error=error, audio_seconds=audio_seconds, attempts=attempts)
+            self._event(db, run_id, identity.key, FAILED, error=error, audio_seconds=audio_seconds, attempts=attempts)
 
-    def update_stat(self, key: str, *, size: int, mtime_ns: int) -> None:
-        """Same content under a new size/mtime (e.g. touched): remember the new stat."""
+    def update_stat(self, identity: Identity) -> None:
+        """Same content under a new size/mtime (e.g. touched): remember the new stat, so the next
+        run skips the file without hashing it again."""
         with self._tx() as db:
-            self._upsert(db, key, {"size": size, "mtime_ns": mtime_ns})
+            self._upsert(db, identity.key, _stat_values(identity))
+
+    # -- journal --------------------------------------------------------------------------------
+
+    def _journal(self, record: dict[str, Any]) -> None:
+        """Append *record* to the journal and fsync it; a failure only costs a warning."""
+        line = json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
+        try:
+            with open(self.journal_path, "a", encoding="utf-8") as handle:
+                handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            log.warning(kv("journal_failed", path=self.journal_path, reason=exc.strerror or str(exc)))
+
+    def _rebuild_from_journal(self) -> int:
+        """Fill a new, empty ledger with the finished recordings the journal lists; return how many."""
+        latest: dict[str, dict[str, Any]] = {}
+        try:
+            with open(self.journal_path, encoding="utf-8", errors="replace") as handle:
+                for line in handle:
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        continue  # a line cut short by a crash
+                    if isinstance(record, dict) and isinstance(record.get("key"), str):
+                        latest[record["key"]] = record
+        except OSError as exc:
+            log.warning(kv("journal_unreadable", path=self.journal_path, reason=exc.strerror or str(exc)))
+            return 0
+        restored = 0
+        with self._tx() as db:
+            for key, record in latest.items():
+                if record.get("forgotten") or record.get("outcome") not in FINISHED_OUTCOMES:
+                    continue
+                try:
+                    values = {
+                        "size": int(record["size"]),
+                        "mtime_ns": int(record["mtime_ns"]),
+                        "sha256": record.get("sha256"),
+                        "outcome": record["outcome"],
+                        "outputs": json.dumps(record.get("outputs") or {}, sort_keys=True),
+                        "output_hashes": json.dumps(record.get("output_hashes") or {}, sort_keys=True),
+                        "audio_seconds": record.get("audio_seconds"),
+                        "server_seconds": record.get("server_seconds"),
+                        "done_at": record.get("done_at"),
+                    }
+                except (KeyError, TypeError, ValueError):
+                    continue
+                self._upsert(db, key, values)
+                restored += 1
+        log.warning(kv("ledger_rebuilt", path=self.path, journal=self.journal_path, recordings=restored))
+        return restored
 
     # -- chunks ---------------------------------------------------------------------------------
 
@@ -509,8 +635,8 @@ class Ledger:
             )
 
     def load_chunks(self, key: str, sha256: str, plan: str) -> dict[tuple[int, int], ChunkResult]:
-        with self._lock:
-            rows = self._db.execute(
+        with self._read() as db:
+            rows = db.execute(
                 "SELECT * FROM chunks WHERE key = ? AND sha256 = ? AND plan = ?", (key, sha256, plan)
             ).fetchall()
         return {
@@ -557,23 +683,25 @@ class Ledger:
             for key in dropped:
                 db.execute("DELETE FROM recordings WHERE key = ?", (key,))
                 db.execute("DELETE FROM chunks WHERE key = ?", (key,))
+        for key in sorted(dropped):
+            self._journal({"key": key, "forgotten": True})
         return sorted(dropped)
 
     # -- reporting ------------------------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
-        with self._lock:
-            rows = self._db.execute("SELECT outcome, COUNT(*) FROM recordings GROUP BY outcome").fetchall()
+        with self._read() as db:
+            rows = db.execute("SELECT outcome, COUNT(*) FROM recordings GROUP BY outcome").fetchall()
         return {row[0]: row[1] for row in rows}
 
     def failures(self) -> list[Entry]:
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM recordings WHERE outcome = ? ORDER BY key", (FAILED,)).fetchall()
+        with self._read() as db:
+            rows = db.execute("SELECT * FROM recordings WHERE outcome = ? ORDER BY key", (FAILED,)).fetchall()
         return [self._entry(row) for row in rows]
 
     def totals(self) -> dict[str, float]:
-        with self._lock:
-            row = self._db.execute(
+        with self._read() as db:
+            row = db.execute(
                 "SELECT COALESCE(SUM(audio_seconds), 0), COALESCE(SUM(server_seconds), 0) FROM recordings"
                 " WHERE outcome IN (?, ?)",
                 FINISHED_OUTCOMES,
@@ -582,8 +710,8 @@ class Ledger:
 
     def daily(self, days: int = 30) -> list[dict[str, Any]]:
         """Per-day figures from the event log, newest first."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._read() as db:
+            rows = db.execute(
                 """
                 SELECT substr(at, 1, 10) AS day,
                        COUNT(*) AS files,
@@ -596,7 +724,7 @@ class Ledger:
                 """,
                 (days,),
             ).fetchall()
-            reasons = self._db.execute(
+            reasons = db.execute(
                 "SELECT substr(at, 1, 10) AS day, error, COUNT(*) FROM events WHERE outcome = 'failed'"
                 " GROUP BY day, error"
             ).fetchall()
@@ -606,14 +734,16 @@ class Ledger:
         return [{**dict(row), "failures": by_day.get(row["day"], {})} for row in rows]
 
 
+def _stat_values(identity: Identity) -> dict[str, Any]:
+    return {"size": identity.size, "mtime_ns": identity.mtime_ns, "sha256": identity.sha256}
+
+
 def _prefix_pattern(key: str) -> str:
     escaped = key.rstrip("/").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return escaped + "/%"
 
 
 def file_sha256(path: Path, *, chunk_size: int = 1 << 20) -> str:
-    import hashlib
-
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(chunk_size):

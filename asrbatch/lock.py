@@ -1,48 +1,46 @@
 """One run at a time per state folder.
 
-``flock`` on ``<state>/lock``: the kernel drops the lock when the process dies,
-so a crashed or killed run never blocks the next one.
+``flock`` on ``<state>/lock`` (:func:`asrbatch.fsutil.locked`): the kernel drops the lock
+when the process dies, so a crashed or killed run never blocks the next one.
 """
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import os
 from pathlib import Path
 from types import TracebackType
 
 from asrbatch.errors import LockedError
+from asrbatch.fsutil import locked
 
 
 class RunLock:
-    """Non-blocking exclusive lock; raises :class:`LockedError` when another run holds it."""
+    """Non-blocking exclusive lock on *path*; raises :class:`LockedError` when another run holds it."""
 
-    def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / "lock"
-        self._fd: int | None = None
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._held: contextlib.ExitStack | None = None
 
     def acquire(self) -> RunLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read(fd)
-            os.close(fd)
+        stack = contextlib.ExitStack()
+        fd = stack.enter_context(locked(self.path, blocking=False))
+        if fd is None:
+            stack.close()
+            holder = _holder(self.path)
             raise LockedError(
                 f"another asrbatch run holds {self.path}{f' (pid {holder})' if holder else ''}",
                 hint="nothing was done; this run will happen next time",
-            ) from None
+            )
         os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._held = stack
         return self
 
     def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+        if self._held is not None:
+            self._held.close()
+            self._held = None
 
     def __enter__(self) -> RunLock:
         return self.acquire()
@@ -51,8 +49,8 @@ class RunLock:
         self.release()
 
 
-def _read(fd: int) -> str:
+def _holder(path: Path) -> str:
     try:
-        return os.pread(fd, 32, 0).decode().strip()
+        return path.read_text(encoding="ascii", errors="replace").strip()[:32]
     except OSError:
         return ""

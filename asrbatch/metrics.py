@@ -10,12 +10,12 @@ host can each write their own file without clashing.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from asrbatch.errors import ExitCode
+from asrbatch.fsutil import atomic_write
 from asrbatch.ledger import Ledger, RunRecord
 
 log = logging.getLogger(__name__)
@@ -129,19 +129,8 @@ def write_textfile(ledger: Ledger, path: Path, *, output_dir: Path | str) -> Non
     Raises :class:`OSError` when the file cannot be written.
     """
     text = render(collect(ledger), output_dir=output_dir)
-    path = path.expanduser()
-    # node_exporter reads only *.prom files: the temporary name must not end in .prom.
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    # node_exporter reads only *.prom files; the temporary name never ends in .prom.
+    atomic_write(path.expanduser(), text)
 
 
 def _duration(run: RunRecord) -> float:

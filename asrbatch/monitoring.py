@@ -29,6 +29,7 @@ import requests
 
 import asrbatch
 from asrbatch.config import MonitoringConfig
+from asrbatch.log import kv
 
 log = logging.getLogger(__name__)
 
@@ -148,20 +149,19 @@ class Monitor:
                                              headers={"Content-Type": "text/plain; charset=utf-8"})
             response.close()
         except requests.Timeout:
-            log.warning("event=monitoring_failed hook=%s url=%s reason=%r", event, shown,
-                        f"no answer within {self.settings.timeout:g} s")
+            log.warning(kv("monitoring_failed", hook=event, url=shown,
+                           reason=f"no answer within {self.settings.timeout:g} s"))
             return False
         except (requests.RequestException, OSError, ValueError) as exc:
-            log.warning("event=monitoring_failed hook=%s url=%s reason=%r", event, shown, _reason(exc))
+            log.warning(kv("monitoring_failed", hook=event, url=shown, reason=_reason(exc)))
             return False
         except Exception as exc:  # a monitoring hook must never take the run down
-            log.warning("event=monitoring_failed hook=%s url=%s reason=%r", event, shown, repr(exc))
+            log.warning(kv("monitoring_failed", hook=event, url=shown, reason=repr(exc)))
             return False
         if not 200 <= response.status_code < 300:
-            log.warning("event=monitoring_failed hook=%s url=%s reason=%r", event, shown,
-                        f"HTTP {response.status_code}")
+            log.warning(kv("monitoring_failed", hook=event, url=shown, reason=f"HTTP {response.status_code}"))
             return False
-        log.debug("event=monitoring hook=%s url=%s status=%d", event, shown, response.status_code)
+        log.debug(kv("monitoring", hook=event, url=shown, status=response.status_code))
         return True
 
 

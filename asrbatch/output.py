@@ -6,8 +6,13 @@ When several recordings in one folder share a stem (``call.wav`` and
 (``call.wav.txt``, ``call.mp3.txt``) so no transcript hides another.
 In per-channel mode the text files are ``<name>.ch1.txt``, ``<name>.ch2.txt``...
 
-Every file is written as ``<name>.part``, flushed, fsynced and renamed over
-the target, so a crash leaves either the old file or the new one, never half.
+Names longer than the filesystem allows (a 250-byte recording name plus
+``.json``) are shortened to fit, keeping their start and adding a hash of the
+full name, so every recording the filesystem could store gets its transcripts.
+
+Every file is written through :func:`asrbatch.fsutil.atomic_write` (a short
+hidden temporary name, fsync, rename), so a crash leaves either the old file or
+the new one, never half.
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from asrbatch import fsutil
 from asrbatch.errors import FileError
 
-PART_SUFFIX = ".part"
+LONGEST_SUFFIX = ".ch99.json"
+"""The longest ending a base name is given (per-channel JSON); every base leaves room for it."""
 
 
 class OutputExistsError(FileError):
@@ -126,9 +133,22 @@ def output_bases(keys: Iterable[str]) -> dict[str, str]:
         by_stem[(parent, stem.casefold())] += 1
     bases = {}
     for key, (parent, name, stem) in split.items():
-        base = name if by_stem[(parent, stem.casefold())] > 1 else stem
+        base = _fit(name if by_stem[(parent, stem.casefold())] > 1 else stem, name)
         bases[key] = f"{parent}/{base}" if parent else base
     return bases
+
+
+def _fit(base: str, name: str) -> str:
+    """*base*, shortened (on a character boundary) with a hash of *name* when the longest
+    output name built from it would not fit in one file name."""
+    budget = fsutil.NAME_MAX - len(LONGEST_SUFFIX)
+    if len(os.fsencode(base)) <= budget:
+        return base
+    tag = "~" + hashlib.sha1(os.fsencode(name)).hexdigest()[:8]
+    room = budget - len(tag)
+    while len(os.fsencode(base)) > room:
+        base = base[:-1]
+    return base.rstrip(" .") + tag
 
 
 def _split_key(key: str) -> tuple[str, str, str]:
@@ -256,16 +276,21 @@ def check_targets(
     *,
     force: bool,
     source: str,
+    any_content: bool = False,
 ) -> None:
     """Refuse to replace a file we did not write (or that was edited since), unless *force*.
 
-    *owned* maps relative paths to the hashes asrbatch recorded for them.
+    *owned* maps relative paths to the hashes asrbatch recorded for them.  A file already
+    holding exactly what would be written is fine, unless *any_content* (the content is not
+    known yet: ``--dry-run``).
     """
     if force:
         return
     for rel in files:
         current = existing_hash(output_dir / rel)
-        if current is None or current == owned.get(rel) or current == content_hash(files[rel]):
+        if current is None or current == owned.get(rel):
+            continue
+        if not any_content and current == content_hash(files[rel]):
             continue
         raise OutputExistsError(
             f"{output_dir / rel} already exists and was not written by asrbatch (or was edited since)",
@@ -275,55 +300,30 @@ def check_targets(
 
 
 def write_files(output_dir: Path, files: Mapping[str, str], *, source: str) -> dict[str, str]:
-    """Write every file atomically; return ``{relative path: sha256}``."""
+    """Write every file atomically; return ``{relative path: sha256}``.
+
+    Raises :class:`~asrbatch.errors.OperatorError` when the machine is in the way (no
+    space, permissions, a file where a folder should be) and :class:`OutputWriteError`
+    for any other failure to write.
+    """
     hashes = {}
     for rel, content in files.items():
         target = output_dir / rel
         try:
-            atomic_write(target, content)
+            fsutil.atomic_write(target, content)
         except OSError as exc:
+            problem = fsutil.operator_error(exc, target, "cannot write the transcript")
+            if problem is not None:
+                raise problem from None
             raise OutputWriteError(
                 f"cannot write {target}: {exc.strerror or exc}",
                 path=source,
-                hint="check free space and permissions of the output folder",
-            ) from exc
+                hint="check the output folder",
+            ) from None
         hashes[rel] = content_hash(content)
     return hashes
 
 
-def atomic_write(target: Path, content: str) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(target.name + PART_SUFFIX)
-    data = content.encode("utf-8")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, target)
-    _fsync_dir(target.parent)
-
-
 def remove_leftovers(output_dir: Path, rels: Iterable[str]) -> int:
-    """Remove ``.part`` files a crashed run may have left for these outputs."""
-    removed = 0
-    for rel in rels:
-        part = output_dir / (rel + PART_SUFFIX)
-        try:
-            part.unlink()
-            removed += 1
-        except FileNotFoundError:
-            pass
-    return removed
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    """Remove temporary files a killed run may have left for these outputs; never raises."""
+    return sum(fsutil.remove_temporary(output_dir / rel) for rel in rels)

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import html
 import math
-import os
 import re
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from asrbatch.fsutil import atomic_write
 from asrbatch.ledger import Ledger
 
 
@@ -133,13 +133,7 @@ def write_html_report(ledger: Ledger, path: Path, *, days: int = 30, title: str 
     page = render_html(status, ledger.runs(limit=RUNS_SHOWN), title=title or f"asrbatch: {ledger.path.parent}",
                        generated=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     path = path.expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.part")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(page)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    atomic_write(path, page)
     return path
 
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asrbatch.config import InputConfig
+from asrbatch.log import kv
+from asrbatch.media import extension, is_temporary_name, normalise_extensions, strip_temporary
 
 log = logging.getLogger(__name__)
-
-TEMP_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial", ".download", "~")
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,8 @@ class Recording:
 class Skipped:
     key: str
     reason: str
+    recording: bool = True
+    """A file that looks like a recording (counted as found); False for folders and other files."""
 
 
 @dataclass(frozen=True)
@@ -46,23 +48,6 @@ class ScanResult:
     root: Path
     recordings: tuple[Recording, ...]
     skipped: tuple[Skipped, ...]
-
-
-def is_temporary_name(name: str) -> bool:
-    lower = name.lower()
-    return lower.endswith(TEMP_SUFFIXES) or lower.startswith("~$")
-
-
-def _extension(name: str) -> str:
-    return name.rsplit(".", 1)[-1].lower() if "." in name else ""
-
-
-def _strip_temporary(name: str) -> str:
-    lower = name.lower()
-    for suffix in TEMP_SUFFIXES:
-        if lower.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
 
 
 def scan_directory(
@@ -87,7 +72,7 @@ def scan_directory(
         raise NotADirectoryError(root)
     age = settings.min_age if min_age is None else min_age
     excluded = {Path(p).resolve() for p in exclude}
-    extensions = {e.lower().lstrip(".") for e in settings.extensions}
+    extensions = normalise_extensions(settings.extensions)
     hotwords_name = settings.hotwords_file
     now = clock()
 
@@ -107,7 +92,7 @@ def scan_directory(
         try:
             st = folder.stat()
         except OSError as exc:
-            skipped.append(Skipped(key_of(folder) + "/", f"cannot read folder: {exc.strerror}"))
+            skipped.append(Skipped(key_of(folder) + "/", f"cannot read folder: {exc.strerror}", recording=False))
             return
         if (st.st_dev, st.st_ino) in visited:
             return
@@ -116,7 +101,7 @@ def scan_directory(
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
-            skipped.append(Skipped(key_of(folder) + "/", f"cannot list folder: {exc.strerror}"))
+            skipped.append(Skipped(key_of(folder) + "/", f"cannot list folder: {exc.strerror}", recording=False))
             return
         for entry in entries:
             path = folder / entry.name
@@ -126,32 +111,35 @@ def scan_directory(
                 if is_link:
                     target = path.resolve()
                     if target != root and root not in target.parents:
-                        skipped.append(Skipped(key, "symlink pointing outside the input folder"))
+                        skipped.append(Skipped(key, "symlink pointing outside the input folder",
+                                               recording=extension(entry.name) in extensions))
                         continue
                     if target in excluded:
                         continue
                 is_dir = entry.is_dir(follow_symlinks=True)
             except OSError as exc:
-                skipped.append(Skipped(key, f"cannot read: {exc.strerror or exc}"))
+                skipped.append(Skipped(key, f"cannot read: {exc.strerror or exc}",
+                                       recording=extension(entry.name) in extensions))
                 continue
             if is_dir:
                 if path.resolve() in excluded:
                     continue
                 if entry.name.startswith("."):
                     if report_ignored:
-                        skipped.append(Skipped(key + "/", "hidden folder"))
+                        skipped.append(Skipped(key + "/", "hidden folder", recording=False))
                     continue
                 if settings.recursive:
                     walk(path, key + "/")
                 continue
             name = entry.name
             if is_temporary_name(name):
-                if report_ignored or _extension(_strip_temporary(name)) in extensions:
-                    skipped.append(Skipped(key, "temporary name (still being written?)"))
+                looks = extension(strip_temporary(name)) in extensions
+                if report_ignored or looks:
+                    skipped.append(Skipped(key, "temporary name (still being written?)", recording=looks))
                 continue
-            if _extension(name) not in extensions:
+            if extension(name) not in extensions:
                 if report_ignored and name != hotwords_name and not name.startswith("."):
-                    skipped.append(Skipped(key, "not a recording extension"))
+                    skipped.append(Skipped(key, "not a recording extension", recording=False))
                 continue
             if name.startswith("."):
                 skipped.append(Skipped(key, "hidden file"))
@@ -205,7 +193,7 @@ def read_hotwords_file(folder: Path, name: str) -> tuple[str, ...]:
     except FileNotFoundError:
         return ()
     except (OSError, UnicodeDecodeError) as exc:
-        log.warning("event=hotwords_unreadable file=%s reason=%r action=ignored", path, str(exc))
+        log.warning(kv("hotwords_unreadable", file=path, reason=str(exc), action="ignored"))
         return ()
     words = []
     for line in text.splitlines():

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asrbatch.config import Config
+from asrbatch.paths import JobPaths
 
 DEFAULT_MINUTE = 5
 DEFAULT_MAX_RUNTIME = 3000.0
@@ -36,39 +37,41 @@ class CronJob:
     executable: str = "asrbatch"
     needs_password: str | None = None
     """The variable holding the server password, when the config logs in."""
+    flags: tuple[str, ...] = ()
+    """Further run flags, repeated as given (``--url``, ``--hotwords``...)."""
 
 
 def plan(
     config: Config,
-    input_dir: Path,
     *,
-    output_dir: Path | None = None,
     user: str | None,
     minute: int = DEFAULT_MINUTE,
     max_runtime: float | None = None,
     lock_file: Path | None = None,
     log_file: Path | None = None,
+    flags: tuple[str, ...] = (),
 ) -> CronJob:
-    """The cron job for *input_dir* under *config*: absolute paths, a lock file, a runtime bound.
+    """The cron job of *config* (``input.dir`` set): absolute paths, a lock file, a runtime bound.
 
     ``max_runtime`` defaults to 50 minutes unless the config sets ``run.max_runtime``.
+    *flags* are further run flags, repeated in the entry as given.
     """
-    input_dir = input_dir.expanduser().resolve()
-    output = (output_dir or config.output_dir_for(input_dir)).expanduser().resolve()
-    state = config.state_dir_for(output).expanduser().resolve()
+    paths = JobPaths.for_run(config)
+    assert paths.input_dir is not None and paths.output_dir is not None
     if max_runtime is None and config.run.max_runtime is None:
         max_runtime = DEFAULT_MAX_RUNTIME
     return CronJob(
-        input_dir=input_dir,
-        output_dir=output,
+        input_dir=paths.input_dir,
+        output_dir=paths.output_dir,
         config_file=config.source.expanduser().resolve() if config.source else None,
         user=user,
         minute=minute,
         max_runtime=max_runtime,
-        lock_file=lock_file or default_lock_file(state),
+        lock_file=lock_file or default_lock_file(paths.state_dir),
         log_file=log_file.expanduser().resolve() if log_file else None,
         executable=find_executable(),
         needs_password=config.server.password_env if config.server.username else None,
+        flags=flags,
     )
 
 
@@ -93,6 +96,7 @@ def command(job: CronJob) -> list[str]:
     args = [job.executable, "run", str(job.input_dir), "-o", str(job.output_dir)]
     if job.config_file is not None:
         args += ["-c", str(job.config_file)]
+    args += job.flags
     if job.max_runtime is not None:
         args += ["--max-runtime", f"{job.max_runtime:g}"]
     args.append("-q")

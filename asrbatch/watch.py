@@ -31,12 +31,14 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from asrbatch import housekeeping
 from asrbatch.config import Config
-from asrbatch.errors import ConfigError, ExitCode, LockedError
+from asrbatch.errors import ExitCode, LockedError
 from asrbatch.job import run_job, stop_on_signals
-from asrbatch.runner import RunOptions, RunSummary
-from asrbatch.scan import is_temporary_name
+from asrbatch.log import kv
+from asrbatch.media import is_recording_name, normalise_extensions
+from asrbatch.outcomes import RunSummary, StopReason
+from asrbatch.paths import JobPaths
+from asrbatch.runner import RunOptions
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,7 @@ class Tracker(FileSystemEventHandler):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.root = root
-        self.extensions = {e.lower().lstrip(".") for e in extensions}
+        self.extensions = normalise_extensions(extensions)
         self.recursive = recursive
         self.exclude = exclude
         self.closes = closes
@@ -127,8 +129,7 @@ class Tracker(FileSystemEventHandler):
         relative = Path(path).relative_to(self.root)
         if not self.recursive and len(relative.parts) > 1:
             return None
-        name = relative.name
-        if "." not in name or is_temporary_name(name) or name.rsplit(".", 1)[-1].lower() not in self.extensions:
+        if not is_recording_name(relative.name, self.extensions):
             return None
         return relative.as_posix()
 
@@ -142,7 +143,7 @@ class Tracker(FileSystemEventHandler):
             if writing is None:
                 writing = known.writing if known is not None else False
             self._seen[key] = _Seen(self.clock(), writing)
-        log.debug("event=watch_change path=%s writing=%s", key, writing)
+        log.debug(kv("watch_change", path=key, writing=writing))
         self.wake.set()
 
     def _forget(self, path: str) -> None:
@@ -233,34 +234,32 @@ def watch_folder(
     clock: Callable[[], float] = time.monotonic,
     lock_retry: float = LOCK_RETRY_SECONDS,
 ) -> int:
-    """Watch ``options.input_dir`` and transcribe recordings as they arrive, until *stop* is set.
+    """Watch ``config.input.dir`` and transcribe recordings as they arrive, until *stop* is set.
 
     Returns the exit code (0 after a clean stop).  Raises what a pass raises, except
     :class:`~asrbatch.errors.LockedError` (the pass is tried again *lock_retry* seconds later).
     """
-    input_dir = options.input_dir.expanduser()
-    if not input_dir.is_dir():
-        raise ConfigError(f"input folder {input_dir} does not exist or is not a folder",
-                          hint="check the path given to `asrbatch watch`")
-    input_dir = input_dir.resolve()
-    output_dir = (options.output_dir or config.output_dir_for(input_dir)).expanduser().resolve()
-    state_dir = config.state_dir_for(output_dir).expanduser().resolve()
+    paths = JobPaths.for_run(config)
+    assert paths.input_dir is not None
+    input_dir = paths.input_dir
     settle = config.watch.settle
+    # Each pass takes what settled: a recording is ready after watch.settle, not input.min_age.
+    pass_config = dataclasses.replace(config, input=dataclasses.replace(config.input, min_age=settle))
     wake = threading.Event()
     observer = Observer()
     tracker = Tracker(
         input_dir,
         extensions=config.input.extensions,
         recursive=config.input.recursive,
-        exclude=tuple(p.resolve() for p in (output_dir, state_dir, *housekeeping.folders(config.housekeeping))),
+        exclude=paths.excluded(config),
         closes=sys.platform.startswith("linux") and type(observer).__name__ == "InotifyObserver",
         wake=wake,
         clock=clock,
     )
     observer.schedule(tracker, str(input_dir), recursive=config.input.recursive)
     observer.start()
-    log.info("event=watch_start input=%s output=%s settle=%g rescan_s=%g", input_dir, output_dir, settle,
-             config.watch.rescan_interval)
+    log.info(kv("watch_start", input=input_dir, output=paths.output_dir, settle=f"{settle:g}",
+                rescan_s=f"{config.watch.rescan_interval:g}"))
     rescan_at = clock()  # a first pass catches up on whatever arrived while nothing watched
     retry_at: float | None = None
     try:
@@ -277,19 +276,18 @@ def watch_folder(
                 retry_at = None
                 if not busy:
                     busy = open_for_writing(input_dir)
-                pass_options = dataclasses.replace(options, min_age=settle,
-                                                   exclude_keys=tracker.held_back(settle, now=now) | busy)
+                pass_options = dataclasses.replace(options, exclude_keys=tracker.held_back(settle, now=now) | busy)
                 try:
-                    summary = run_job(config, pass_options, stop=stop)
+                    summary = run_job(pass_config, pass_options, stop=stop)
                 except LockedError:
-                    log.info("event=watch_locked retry_s=%g", lock_retry)
+                    log.info(kv("watch_locked", retry_s=f"{lock_retry:g}"))
                     retry_at = clock() + lock_retry
                 else:
                     tracker.done(ready, before=now)
                     rescan_at = clock() + config.watch.rescan_interval
-                    if summary.stopped in ("max_files", "max_runtime"):
+                    if summary.stopped is not None and summary.stopped.bounded:
                         retry_at = clock()
-                    elif summary.stopped == "server_unavailable":
+                    elif summary.stopped in (StopReason.SERVER_UNAVAILABLE, StopReason.OPERATOR_ERROR):
                         retry_at = clock() + min(SERVER_RETRY_SECONDS, config.watch.rescan_interval)
                     if on_pass is not None:
                         on_pass(summary)
@@ -304,7 +302,7 @@ def watch_folder(
     finally:
         observer.stop()
         observer.join(timeout=10)
-    log.info("event=watch_stop")
+    log.info(kv("watch_stop"))
     return int(ExitCode.OK)
 
 

@@ -22,6 +22,7 @@ import pytest
 
 from asrbatch.output import content_hash
 from tests.support import speech
+from tests.support.jobs import log_events
 from tests.support.servers import ServerProcess, free_port, start_server
 
 REPO = Path(__file__).resolve().parent.parent
@@ -140,7 +141,7 @@ def test_two_servers_one_killed_mid_run_every_recording_done_once_and_right(
     log = (out / ".asrbatch" / "asrbatch.log").read_text(encoding="utf-8")
     assert f"event=server_down url={slow.url}" in log
     assert f"event=failover url={slow.url}" in log  # work in flight on it went to the other server
-    assert sorted(re.findall(r"event=file path=(.+?) outcome=done", log)) == sorted(durations)
+    assert sorted(e["path"] for e in log_events(log, "file") if e["outcome"] == "done") == sorted(durations)
 
     # The next hour's run has nothing to send, with one server still down.
     again = run_cli(str(inp), "-o", str(out), env=env)

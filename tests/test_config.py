@@ -5,6 +5,7 @@ import yaml
 
 from asrbatch.config import Config, env_name, iter_keys, load_config
 from asrbatch.errors import ConfigError, ExitCode
+from asrbatch.paths import JobPaths
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config.example.yaml"
@@ -101,7 +102,10 @@ def test_bad_yaml_and_missing_file(tmp_path):
 
 
 def test_default_output_is_beside_the_input(tmp_path):
-    config = Config()
-    out = config.output_dir_for(tmp_path / "calls")
-    assert out == (tmp_path / "calls_transcripts").resolve()
-    assert config.state_dir_for(out) == out / ".asrbatch"
+    (tmp_path / "calls").mkdir()
+    config = load_config(None, env={}, overrides={"input.dir": str(tmp_path / "calls")})
+    paths = JobPaths.for_run(config)
+    assert paths.output_dir == (tmp_path / "calls_transcripts").resolve()
+    assert paths.state_dir == paths.output_dir / ".asrbatch"
+    assert paths.ledger == paths.state_dir / "ledger.sqlite3" and paths.log_file == paths.state_dir / "asrbatch.log"
+    assert not paths.output_dir.exists()  # nothing is created until a run prepares the paths

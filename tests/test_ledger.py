@@ -2,12 +2,12 @@ import sqlite3
 
 import pytest
 
-from asrbatch.ledger import MIGRATIONS, ChunkResult, Ledger, LedgerError
+from asrbatch.ledger import MIGRATIONS, ChunkResult, Identity, Ledger, LedgerError
 
 
 def success(ledger, key, sha="h1", text="hello", outcome="done", run_id=None):
     ledger.record_success(
-        key, size=10, mtime_ns=20, sha256=sha, outcome=outcome, outputs={"base": key}, output_hashes={key + ".txt": "x"},
+        Identity(key, 10, 20, sha), outcome=outcome, outputs={"base": key}, output_hashes={key + ".txt": "x"},
         result={"source": key, "text": text}, audio_seconds=3.0, server_seconds=0.5, attempts=1, run_id=run_id,
     )
 
@@ -36,9 +36,9 @@ def test_success_failure_and_counts(tmp_path):
         run = ledger.begin_run(tmp_path)
         success(ledger, "a.wav", run_id=run)
         success(ledger, "b.wav", sha="h2", text="", outcome="empty", run_id=run)
-        ledger.record_failure("c.wav", size=1, mtime_ns=2, sha256="h3", error="bad", permanent=True, attempts=0,
+        ledger.record_failure(Identity("c.wav", 1, 2, "h3"), error="bad", permanent=True, attempts=0,
                               audio_seconds=None, run_id=run)
-        ledger.record_failure("c.wav", size=1, mtime_ns=2, sha256="h3", error="bad", permanent=True, attempts=2,
+        ledger.record_failure(Identity("c.wav", 1, 2, "h3"), error="bad", permanent=True, attempts=2,
                               audio_seconds=None, run_id=run)
         assert ledger.counts() == {"done": 1, "empty": 1, "failed": 1}
         failure = ledger.failures()[0]
@@ -56,7 +56,7 @@ def test_success_failure_and_counts(tmp_path):
 def test_retry_and_forget_with_folder_prefix(tmp_path):
     with Ledger.open(tmp_path / "l.sqlite3") as ledger:
         for key in ("x/1.wav", "x/2.wav", "x_y/3.wav"):
-            ledger.record_failure(key, size=1, mtime_ns=1, sha256=None, error="e", permanent=False, attempts=1,
+            ledger.record_failure(Identity(key, 1, 1, None), error="e", permanent=False, attempts=1,
                                   audio_seconds=None, run_id=None)
         assert ledger.retry(["x"]) == ["x/1.wav", "x/2.wav"]
         assert ledger.get("x/1.wav").outcome == "pending"
@@ -68,7 +68,7 @@ def test_retry_and_forget_with_folder_prefix(tmp_path):
 
 def test_chunks_saved_and_cleared_on_success(tmp_path):
     with Ledger.open(tmp_path / "l.sqlite3") as ledger:
-        ledger.record_pending("a.wav", size=1, mtime_ns=1, sha256="h", changed=True)
+        ledger.record_pending(Identity("a.wav", 1, 1, "h"), changed=True)
         ledger.save_chunk("a.wav", "h", "plan", ChunkResult(-1, 0, 0.0, 50.0, "one", 1.0, 1))
         assert list(ledger.load_chunks("a.wav", "h", "plan")) == [(-1, 0)]
         assert ledger.load_chunks("a.wav", "h", "other-plan") == {}

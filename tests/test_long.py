@@ -23,9 +23,10 @@ import pytest
 import yaml
 
 from asrbatch.config import load_config
-from asrbatch.runner import RunOptions, run_batch
+from asrbatch.runner import run_batch
 from tests.support import speech
 from tests.support.faultproxy import FaultProxy, forward, hang
+from tests.support.jobs import on_folders
 from tests.support.servers import ServerProcess, start_server
 from tests.support.wer import wer
 
@@ -83,7 +84,7 @@ def test_six_minute_stereo_mp3_goes_in_chunks_with_timed_outputs(server: ServerP
     config = dataclasses.replace(config, output=dataclasses.replace(config.output, formats=("txt", "json", "srt", "vtt")))
     with FaultProxy(server.url) as proxy:
         config = dataclasses.replace(config, server=dataclasses.replace(config.server, url=proxy.url))
-        summary = run_batch(config, RunOptions(input_dir=inp, output_dir=out, workers=2))
+        summary = run_batch(on_folders(config, inp, out, server__concurrency=2))
         uploads = [hit.size for hit in proxy.hits if hit.method == "POST" and re.search(UPLOAD, hit.path)]
     assert summary.exit_code == 0 and summary.done == 1
     duration = summary.audio_seconds
@@ -193,7 +194,7 @@ def test_stereo_call_per_channel(server: ServerProcess, tmp_path: Path) -> None:
     place(inp, "call.wav", call)
     config = config_for(server.url, channels="split")
     config = dataclasses.replace(config, output=dataclasses.replace(config.output, formats=("txt", "json", "srt")))
-    summary = run_batch(config, RunOptions(input_dir=inp, output_dir=out))
+    summary = run_batch(on_folders(config, inp, out))
     assert summary.exit_code == 0
     first = (out / "call.ch1.txt").read_text()
     second = (out / "call.ch2.txt").read_text()
@@ -210,7 +211,7 @@ def test_video_with_and_without_audio(server: ServerProcess, tmp_path: Path) -> 
     place(inp, "lecture.mp4", speech.synthesize(said, fmt="mp4"))
     place(inp, "screencast.mp4", speech.video_without_audio())
     config = config_for(server.url)
-    summary = run_batch(config, RunOptions(input_dir=inp, output_dir=out))
+    summary = run_batch(on_folders(config, inp, out))
     assert summary.exit_code == 1
     assert wer(said, (out / "lecture.txt").read_text()) <= 0.25
     failure = next(o for o in summary.outcomes if o.key == "screencast.mp4")
@@ -223,7 +224,7 @@ def test_request_for_44k_stereo_wav_is_five_times_smaller(server: ServerProcess,
     inp, out = tmp_path / "in", tmp_path / "out"
     place(inp, "a.wav", original)
     with FaultProxy(server.url) as proxy:
-        summary = run_batch(config_for(proxy.url), RunOptions(input_dir=inp, output_dir=out))
+        summary = run_batch(on_folders(config_for(proxy.url), inp, out))
         sent = sum(hit.size for hit in proxy.hits if hit.method == "POST")
     assert summary.exit_code == 0
     assert original.stat().st_size / sent >= 5
@@ -233,7 +234,7 @@ def test_silent_recording_needs_no_request(server: ServerProcess, tmp_path: Path
     inp, out = tmp_path / "in", tmp_path / "out"
     place(inp, "room tone.flac", speech.silence(20.0, "flac"))
     with FaultProxy(server.url) as proxy:
-        summary = run_batch(config_for(proxy.url), RunOptions(input_dir=inp, output_dir=out))
+        summary = run_batch(on_folders(config_for(proxy.url), inp, out))
         assert proxy.count("POST", RECOGNITION) == 0
     assert (summary.empty, summary.exit_code) == (1, 0)
     assert (out / "room tone.txt").read_bytes() == b""

@@ -98,7 +98,7 @@ def test_locked_run_reports_nothing(receiver: Receiver, tmp_path: Path) -> None:
     inp, out = tmp_path / "in", tmp_path / "out"
     place(inp, "a.wav", speech.synthesize(speech.SENTENCES[2]))
     config = config_file(tmp_path, healthchecks_url=receiver.url + "/ping/abc", webhook_url=receiver.url + "/hook")
-    with RunLock(out / ".asrbatch"):
+    with RunLock(out / ".asrbatch" / "lock"):
         result = cli("run", str(inp), "-o", str(out), "-c", str(config))
     assert result.returncode == 4
     assert receiver.requests == []
@@ -191,7 +191,8 @@ def samples(path: Path) -> dict[tuple[str, str, str], float]:
 def test_textfile_that_cannot_be_written_only_warns(server: ServerProcess, tmp_path: Path) -> None:
     inp, out = tmp_path / "in", tmp_path / "out"
     place(inp, "a.wav", speech.synthesize(speech.SENTENCES[6]))
-    config = config_file(tmp_path, textfile=str(tmp_path / "no such folder" / "asrbatch.prom"))
+    (tmp_path / "a file").write_text("in the way of a folder")
+    config = config_file(tmp_path, textfile=str(tmp_path / "a file" / "asrbatch.prom"))
     result = cli("run", str(inp), "-o", str(out), "--url", server.url, "-c", str(config))
     assert result.returncode == 0
     assert "event=metrics_failed" in (out / ".asrbatch" / "asrbatch.log").read_text(encoding="utf-8")

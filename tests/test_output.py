@@ -2,11 +2,11 @@ import json
 
 import pytest
 
+from asrbatch.fsutil import atomic_write
 from asrbatch.output import (
     OutputExistsError,
     Segment,
     Transcript,
-    atomic_write,
     check_targets,
     content_hash,
     join_texts,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from asrbatch.cli import main
-from asrbatch.ledger import Ledger
+from asrbatch.ledger import Identity, Ledger
 from asrbatch.report import build_status, write_html_report
 from tests.support import speech
 from tests.support.jobs import cli, ledger_rows, place
@@ -95,7 +95,7 @@ def test_status_per_day_and_json(history: Path, capsys: pytest.CaptureFixture[st
 def test_status_day_window_counts_calendar_days(tmp_path: Path) -> None:
     with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
         run_id = ledger.begin_run(tmp_path)
-        ledger.record_failure("x.wav", size=1, mtime_ns=1, sha256=None, error="cannot decode audio", permanent=True,
+        ledger.record_failure(Identity("x.wav", 1, 1, None), error="cannot decode audio", permanent=True,
                               attempts=0, audio_seconds=None, run_id=run_id)
         status = build_status(ledger, days=3, today=datetime.now(timezone.utc).date() + timedelta(days=5))
         assert status["daily"] == [] and status["period"]["files"] == 0

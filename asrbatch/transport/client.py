@@ -1,11 +1,18 @@
-"""The client: probe the server once, then transcribe files through the protocol it speaks."""
+"""The Gradio client: probe the app once, then transcribe files through the generation it runs.
+
+Gradio 3.x is called by ``fn_index`` on ``/api/predict/`` (:mod:`.legacy`); 4.x and later
+upload first and call through the queue (:mod:`.queued`).  The upload happens outside the
+recognition slot, so with several requests in flight the next file travels while the server
+recognises the current one, and never more than :attr:`Client.capacity` recognitions run.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -15,14 +22,17 @@ import requests
 
 from asrbatch.config import ServerConfig
 from asrbatch.errors import (
-    AsrbatchError,
     AudioError,
     EndpointError,
+    FileError,
     RecognitionError,
     ServerUnavailableError,
     TransientError,
 )
-from asrbatch.transport import detect, legacy, payload, queued
+from asrbatch.log import kv
+from asrbatch.media import mime_type
+from asrbatch.transport import detect, legacy, queued
+from asrbatch.transport.base import Recognition, ServerInfo, go_ahead, hotword_list, request_limit
 from asrbatch.transport.retry import call_with_retries
 from asrbatch.transport.session import (
     LoginExpiredError,
@@ -35,40 +45,6 @@ from asrbatch.transport.session import (
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ServerInfo:
-    """What :meth:`Client.probe` found out about the server."""
-
-    url: str
-    gradio_version: str
-    protocol: str
-    """``legacy`` (Gradio 3.x, ``/api/predict/``), ``sse`` (4.x, ``/call`` at the root) or
-    ``sse-prefixed`` (5.x and later, ``/call`` under ``api_prefix``)."""
-    api_prefix: str
-    fn_index: int | None
-    api_name: str | None
-    """The name the function is called by; None when it is called by fn_index (3.x, unnamed functions)."""
-    inputs: int
-    outputs: int
-    auth_required: bool
-    concurrency_limit: int | None
-    """From /config when the Gradio version exposes it (none of 3.50, 4.44, 6.31 does), else None."""
-    max_file_size: int | None
-    """Largest upload in bytes when the server sets one (4.x and later), else None."""
-
-
-@dataclass(frozen=True)
-class Recognition:
-    """The result of one :meth:`Client.transcribe`."""
-
-    text: str
-    server_seconds: float
-    """Wall time of the successful try (upload, queue and recognition included)."""
-    attempts: int
-    outputs: tuple[Any, ...]
-    """All outputs of the function, as the server returned them."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +77,7 @@ class Client:
         self._session = session if session is not None else build_session(settings)
         self._lock = threading.Lock()
         self._probe: _Probe | None = None
+        self._slots: threading.BoundedSemaphore | None = None
 
     def __repr__(self) -> str:
         return f"Client(url={self.settings.url!r}, user={self.settings.username!r})"
@@ -129,14 +106,18 @@ class Client:
 
     @property
     def capacity(self) -> int:
-        """Requests to keep in flight: ``server.concurrency``, else the limit the server reported
+        """Recognitions kept in flight: ``server.concurrency``, else the limit the server reported
         in its probe (Gradio versions that expose one), else 1."""
-        if self.settings.concurrency:
-            return self.settings.concurrency
         probed = self._probe
-        if probed is not None and probed.info.concurrency_limit:
-            return max(1, probed.info.concurrency_limit)
-        return 1
+        return request_limit(self.settings, probed.info.concurrency_limit if probed is not None else None)
+
+    @contextmanager
+    def _slot(self) -> Iterator[None]:
+        """Hold one of the :attr:`capacity` recognition slots."""
+        slots = self._slots
+        assert slots is not None
+        with slots:
+            yield
 
     @property
     def latency(self) -> float:
@@ -153,9 +134,10 @@ class Client:
             except TransientError as exc:
                 raise self._unavailable(exc) from None
             info = probed.info
-            log.info("event=probe url=%s gradio=%s protocol=%s fn_index=%s api_name=%s",
-                     info.url, info.gradio_version, info.protocol, info.fn_index, info.api_name or "-")
+            log.info(kv("probe", url=info.url, gradio=info.gradio_version, protocol=info.protocol,
+                        fn_index=info.fn_index, api_name=info.api_name))
             self._probe = probed
+            self._slots = threading.BoundedSemaphore(self.capacity)
             return probed
 
     def _probe_once(self) -> _Probe:
@@ -198,6 +180,8 @@ class Client:
         info = ServerInfo(
             url=self.settings.url,
             gradio_version=app.version,
+            kind="gradio",
+            version=app.version,
             protocol=app.protocol,
             api_prefix=app.api_prefix,
             fn_index=function.fn_index,
@@ -207,6 +191,7 @@ class Client:
             auth_required=auth_required,
             concurrency_limit=app.concurrency_limit,
             max_file_size=app.max_file_size,
+            template=tuple(self.settings.input_template),
         )
         return _Probe(info, app, function, latency)
 
@@ -225,13 +210,16 @@ class Client:
         name: str | None = None,
         mime: str | None = None,
         duration: float | None = None,
-        hotwords: str = "",
+        hotwords: Sequence[str] | str = (),
+        proceed: Callable[[], bool] | None = None,
     ) -> Recognition:
         """Send *path* to the recognition function and return its text.
 
         *name* is the file name the server sees (default: ``path.name``), *mime*
         its type (default: guessed from *name*), *duration* its length in
-        seconds (it grows the read timeout and the deadline; unknown counts as 0).
+        seconds (it grows the read timeout and the deadline; unknown counts as 0),
+        *hotwords* a list (joined with ``server.hotword_separator``) or text as sent,
+        *proceed* asked before the recognition starts (see the Recognizer protocol).
 
         Raises :class:`ServerUnavailableError` when the server stays unreachable,
         :class:`InputRejectedError` when the server blames the file,
@@ -241,7 +229,9 @@ class Client:
         """
         probed = self._probed()
         name = name or path.name
-        mime = mime or payload.guess_mime(name)
+        mime = mime or mime_type(name)
+        if not isinstance(hotwords, str):
+            hotwords = self.settings.hotword_separator.join(hotword_list(hotwords, self.settings.hotword_separator))
         timeouts = Timeouts.for_audio(self.settings, duration)
         elapsed = 0.0
 
@@ -249,13 +239,15 @@ class Client:
             nonlocal elapsed
             start = self._clock()
             try:
-                outputs = self._send(probed, path, name=name, mime=mime, hotwords=hotwords, timeouts=timeouts)
+                outputs = self._send(probed, path, name=name, mime=mime, hotwords=hotwords, timeouts=timeouts,
+                                     proceed=proceed)
             except LoginExpiredError:
                 if not self.settings.username:
                     raise
                 # The server forgot the session (a restart): log in again once.
                 login(self._session, self.settings, timeouts.pair)
-                outputs = self._send(probed, path, name=name, mime=mime, hotwords=hotwords, timeouts=timeouts)
+                outputs = self._send(probed, path, name=name, mime=mime, hotwords=hotwords, timeouts=timeouts,
+                                     proceed=proceed)
             elapsed = self._clock() - start
             return outputs
 
@@ -265,34 +257,40 @@ class Client:
         except TransientError as exc:
             if exc.unreachable:
                 raise self._unavailable(exc) from None
-            tries = getattr(exc, "attempts", self.settings.retry.attempts)
             raise RecognitionError(
-                f"server kept failing on this file after {tries} attempts: {exc.message}",
+                f"server kept failing on this file after {exc.attempts} attempts: {exc.message}",
                 path=path,
+                attempts=exc.attempts,
                 hint="it is retried on the next run; raise server.read_timeout or server.deadline for long files",
             ) from None
         except OSError as exc:  # requests wraps network errors: this is the local file
             raise AudioError(f"cannot read the recording: {exc.strerror or exc}", path=path) from None
-        except AsrbatchError as exc:
-            if getattr(exc, "path", False) is None:
-                exc.path = path  # type: ignore[attr-defined]
+        except FileError as exc:
+            if exc.path is None:
+                exc.path = path
             raise
         text = detect.output_text(outputs, self.settings.output_index)
-        log.debug("event=recognized url=%s name=%s attempts=%d seconds=%.3f chars=%d text=%r",
-                  self.settings.url, name, attempts, elapsed, len(text), text)
+        log.debug(kv("recognized", url=self.settings.url, name=name, attempts=attempts, seconds=f"{elapsed:.3f}",
+                     chars=len(text), text=text))
         return Recognition(text=text, server_seconds=elapsed, attempts=attempts, outputs=tuple(outputs))
 
     def _send(self, probed: _Probe, path: Path, *, name: str, mime: str, hotwords: str,
-              timeouts: Timeouts) -> list[Any]:
+              timeouts: Timeouts, proceed: Callable[[], bool] | None) -> list[Any]:
         if probed.app.protocol == detect.LEGACY:
-            return legacy.predict(self._session, self.settings, probed.function, path, name=name, mime=mime,
-                                  hotwords=hotwords, timeouts=timeouts)
-        return queued.recognize(self._session, self.settings, probed.app, probed.function, path, name=name,
-                                mime=mime, hotwords=hotwords, timeouts=timeouts, clock=self._clock)
+            with self._slot():
+                go_ahead(proceed)
+                return legacy.predict(self._session, self.settings, probed.function, path, name=name, mime=mime,
+                                      hotwords=hotwords, timeouts=timeouts)
+        # The upload needs no recognition slot: it travels while other files are recognised.
+        uploaded = queued.upload_recording(self._session, self.settings, probed.app, path, name=name, mime=mime,
+                                           timeouts=timeouts)
+        with self._slot():
+            go_ahead(proceed)
+            return queued.call(self._session, self.settings, probed.app, probed.function, uploaded, name=name,
+                               hotwords=hotwords, timeouts=timeouts, clock=self._clock)
 
     def _unavailable(self, exc: TransientError) -> ServerUnavailableError:
-        tries = getattr(exc, "attempts", self.settings.retry.attempts)
         return ServerUnavailableError(
-            f"server {self.settings.url} unavailable after {tries} attempts: {exc.message}",
+            f"server {self.settings.url} unavailable after {exc.attempts} attempts: {exc.message}",
             hint="check it is running (asrbatch ping)",
         )

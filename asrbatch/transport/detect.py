@@ -25,9 +25,6 @@ SSE = "sse"
 SSE_PREFIXED = "sse-prefixed"
 """Gradio 5.x and later: the 4.x routes under ``api_prefix`` (``/gradio_api``)."""
 
-# Wire protocols whose queue is joined with POST /queue/join and read from GET /queue/data.
-QUEUE_JOIN_PROTOCOLS = frozenset({"sse_v1", "sse_v2", "sse_v2.1", "sse_v3"})
-
 # Component types that can never take an audio file; anything else (audio, file, video,
 # custom components) is given the benefit of the doubt.
 _NOT_FILE_TYPES = frozenset({

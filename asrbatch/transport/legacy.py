@@ -8,10 +8,10 @@ from typing import Any
 import requests
 
 from asrbatch.config import ServerConfig
-from asrbatch.errors import AsrbatchError, EndpointError, InputRejectedError, RecognitionError
+from asrbatch.errors import AsrbatchError, EndpointError, RecognitionError
 from asrbatch.transport import payload
 from asrbatch.transport.detect import Function
-from asrbatch.transport.session import Timeouts, classify_exception, classify_status, join
+from asrbatch.transport.session import Timeouts, classify_exception, classify_status, join, server_failure
 
 ROUTE = "/api/predict/"
 
@@ -65,10 +65,10 @@ def parse_response(response: requests.Response, what: str = f"POST {ROUTE}") -> 
         if isinstance(body, dict) and isinstance(body.get("data"), list):
             return body["data"]
         if isinstance(body, dict) and body.get("error"):
-            raise InputRejectedError(f"server rejected the file: {_unquote(str(body['error']))}")
+            raise server_failure(_unquote(str(body["error"])), what)
         raise RecognitionError(f"server answered {what} without outputs")
     if response.status_code == 500:
-        raise _server_error(response)
+        raise _server_error(response, what)
     if response.status_code == 404:
         raise EndpointError(
             f"HTTP 404 on {what}: the app does not serve its REST API (Gradio 3.x with queue(api_open=False) "
@@ -78,19 +78,15 @@ def parse_response(response: requests.Response, what: str = f"POST {ROUTE}") -> 
     raise classify_status(response, what)
 
 
-def _server_error(response: requests.Response) -> AsrbatchError:
+def _server_error(response: requests.Response, what: str) -> AsrbatchError:
     try:
         body = response.json()
     except ValueError:
         body = None
     message = body.get("error") if isinstance(body, dict) else None
-    if isinstance(message, str) and message.strip():
-        # gr.Error("msg") arrives as {"error": "'msg'"}: the message is quoted once more.
-        return InputRejectedError(f"server rejected the file: {_unquote(message)}")
-    return RecognitionError(
-        "server failed on this file without saying why (HTTP 500)",
-        hint="the server's log may tell; start the WebUI with show_error=True to get its message",
-    )
+    # gr.Error("msg") arrives as {"error": "'msg'"}: the message is quoted once more.
+    text = _unquote(message) if isinstance(message, str) and message.strip() else None
+    return server_failure(text, what, status=500)
 
 
 def _unquote(message: str) -> str:

@@ -1,11 +1,10 @@
-"""Request bodies: filling the input template, data URLs, audio MIME types (pure, no network)."""
+"""Request bodies: filling the input template, data URLs (pure, no network)."""
 
 from __future__ import annotations
 
 import base64
 import io
 import json
-import mimetypes
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,33 +16,6 @@ HOTWORDS = "<hotwords>"
 
 # Read in multiples of 3 bytes so every chunk encodes to base64 without padding.
 _ENCODE_CHUNK = 3 * 256 * 1024
-
-_AUDIO_TYPES = {
-    ".wav": "audio/wav",
-    ".mp3": "audio/mpeg",
-    ".flac": "audio/flac",
-    ".m4a": "audio/mp4",
-    ".aac": "audio/aac",
-    ".ogg": "audio/ogg",
-    ".oga": "audio/ogg",
-    ".opus": "audio/ogg",
-    ".wma": "audio/x-ms-wma",
-    ".amr": "audio/amr",
-    ".webm": "audio/webm",
-    ".mp4": "video/mp4",
-    ".mkv": "video/x-matroska",
-    ".mov": "video/quicktime",
-}
-
-
-def guess_mime(name: str) -> str:
-    """The MIME type of an audio file from its name; ``application/octet-stream`` when unknown."""
-    suffix = Path(name).suffix.lower()
-    if suffix in _AUDIO_TYPES:
-        return _AUDIO_TYPES[suffix]
-    guessed, _ = mimetypes.guess_type(name, strict=False)
-    return guessed or "application/octet-stream"
-
 
 def fill_template(template: Sequence[Any], audio: Any, batch_size: int, hotwords: str) -> list[Any]:
     """Replace the placeholders of *template* by *audio*, *batch_size* and *hotwords*.

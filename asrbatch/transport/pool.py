@@ -1,10 +1,12 @@
 """Several servers sharing the work: least-busy choice, failover of work in flight, re-probing.
 
-A :class:`ServerPool` offers what the runner uses of a :class:`~asrbatch.transport.client.Client`
-(``probe``, ``transcribe``, ``capacity``, ``close``) over the servers of ``server.urls``:
+A :class:`ServerPool` is a :class:`~asrbatch.transport.base.Recognizer` (``probe``,
+``transcribe``, ``capacity``, ``close``) over the servers of ``server.urls``, whatever
+protocol each speaks:
 
-- each server has its own limit of requests in flight (``server.concurrency`` or ``--workers``,
-  else the limit the server reports, else 1); ``capacity`` is their sum;
+- each server has its own limit of requests in flight (:func:`~asrbatch.transport.base.request_limit`:
+  ``server.concurrency`` or ``--workers``, else the limit the server reports, else 1);
+  ``capacity`` is their sum;
 - a request goes to the healthy server with the lowest share of its limit in use;
 - a server that stays unreachable (the one retry policy gave up on it) is taken out of rotation
   and the request is sent again to another server at once; a server that keeps failing on
@@ -14,7 +16,8 @@ A :class:`ServerPool` offers what the runner uses of a :class:`~asrbatch.transpo
   :data:`REPROBE_MAX`; when it answers it gets work again;
 - :class:`ServerUnavailableError` is raised only when no server answers.
 
-Each server is talked to by its own Client, so each keeps its own protocol, login and retries.
+Each server is talked to by its own guarded client (:func:`asrbatch.transport.connect_one`), so
+each keeps its own protocol, login, retries and health checks.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from types import TracebackType
 
 from asrbatch.config import RetryConfig, ServerConfig
 from asrbatch.errors import AsrbatchError, EndpointError, RecognitionError, ServerUnavailableError
-from asrbatch.transport.client import Client, Recognition, ServerInfo
+from asrbatch.log import kv
+from asrbatch.transport.base import Recognition, Recognizer, ServerInfo, request_limit
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +45,8 @@ REPROBE_MAX = 300.0
 FAILURES_BEFORE_REST = 3
 """Recordings in a row a server failed on (that another server then managed) before it is rested."""
 
-ClientFactory = Callable[[ServerConfig], Client]
+MemberFactory = Callable[[ServerConfig], Recognizer]
+"""Builds the recognizer of one server from its settings."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,7 @@ class ServerState:
 class _Member:
     index: int
     settings: ServerConfig
-    client: Client
+    client: Recognizer
     info: ServerInfo | None = None
     healthy: bool = False
     retired: bool = False
@@ -87,11 +92,12 @@ class _Member:
 
 
 class ServerPool:
-    """Several Gradio ASR servers behind the interface of one :class:`Client`; thread-safe.
+    """Several ASR servers behind one :class:`~asrbatch.transport.base.Recognizer`; thread-safe.
 
     *settings* gives the servers (``urls``, or ``url`` alone) and everything else each
     server's client uses.  ``sleep`` and ``clock`` are injected for tests, ``client_factory``
-    builds the client of one server from its settings (default: :class:`Client`).
+    builds the recognizer of one server from its settings (default:
+    :func:`asrbatch.transport.connect_one`).
     """
 
     def __init__(
@@ -100,24 +106,27 @@ class ServerPool:
         *,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
-        client_factory: ClientFactory | None = None,
+        client_factory: MemberFactory | None = None,
         reprobe_after: float = REPROBE_AFTER,
         reprobe_max: float = REPROBE_MAX,
     ) -> None:
         urls = tuple(dict.fromkeys(settings.urls or (settings.url,)))
         self.settings = settings
         self._clock = clock
-        self._factory: ClientFactory = client_factory or (
-            lambda member_settings: Client(member_settings, sleep=sleep, clock=clock)
-        )
+        if client_factory is None:
+            from asrbatch.transport import connect_one
+
+            def client_factory(member_settings: ServerConfig) -> Recognizer:
+                return connect_one(member_settings, sleep=sleep, clock=clock)
+
+        self._factory: MemberFactory = client_factory
         self._reprobe_after = reprobe_after
         self._reprobe_max = max(reprobe_max, reprobe_after)
-        self._per_server = settings.concurrency
         self._cond = threading.Condition()
         self._probe_lock = threading.Lock()
         self._closed = False
         self._info: ServerInfo | None = None
-        self._old_clients: list[Client] = []
+        self._old_clients: list[Recognizer] = []
         self._members = []
         for index, url in enumerate(urls):
             member_settings = dataclasses.replace(settings, url=url, urls=())
@@ -150,14 +159,6 @@ class ServerPool:
         """Requests in flight at once over all usable servers (the sum of their limits)."""
         with self._cond:
             return sum(self._limit(m) for m in self._members if not m.retired) or 1
-
-    def set_concurrency(self, per_server: int) -> None:
-        """Allow *per_server* requests in flight on every server (``--workers``)."""
-        if per_server < 1:
-            raise ValueError("per_server must be >= 1")
-        with self._cond:
-            self._per_server = per_server
-            self._cond.notify_all()
 
     @property
     def servers(self) -> tuple[ServerState, ...]:
@@ -200,7 +201,8 @@ class ServerPool:
         name: str | None = None,
         mime: str | None = None,
         duration: float | None = None,
-        hotwords: str = "",
+        hotwords: Sequence[str] | str = (),
+        proceed: Callable[[], bool] | None = None,
     ) -> Recognition:
         """Send *path* to the least busy healthy server, moving to another one when it fails.
 
@@ -209,7 +211,7 @@ class ServerPool:
         server answers, :class:`EndpointError` when no server can be used.
         """
         self.probe()
-        label = _quote(name or path.name)
+        label = name or path.name
         tried: set[int] = set()
         failed_on: list[_Member] = []
         file_error: RecognitionError | None = None
@@ -220,10 +222,11 @@ class ServerPool:
                 raise file_error
             client = member.client
             try:
-                recognition = client.transcribe(path, name=name, mime=mime, duration=duration, hotwords=hotwords)
+                recognition = client.transcribe(path, name=name, mime=mime, duration=duration, hotwords=hotwords,
+                                                  proceed=proceed)
             except ServerUnavailableError as exc:
                 self._take_out(member, exc.message, client=client)
-                log.warning("event=failover url=%s name=%s reason=unavailable", member.url, label)
+                log.warning(kv("failover", url=member.url, name=label, reason="unavailable"))
                 continue
             except EndpointError as exc:
                 self._retire(member, exc)
@@ -235,7 +238,7 @@ class ServerPool:
                 file_error = exc
                 if not self._has_alternative(tried):
                     raise
-                log.warning("event=failover url=%s name=%s reason=%s", member.url, label, _quote(exc.message))
+                log.warning(kv("failover", url=member.url, name=label, reason=exc.message))
                 continue
             finally:
                 self._release(member)
@@ -248,11 +251,7 @@ class ServerPool:
     # -- choosing a server ------------------------------------------------------------------------
 
     def _limit(self, member: _Member) -> int:
-        if self._per_server:
-            return self._per_server
-        if member.info is not None and member.info.concurrency_limit:
-            return max(1, member.info.concurrency_limit)
-        return 1
+        return request_limit(self.settings, member.info.concurrency_limit if member.info is not None else None)
 
     def _acquire(self, *, avoid: set[int]) -> _Member | None:
         """A slot on the least busy healthy server not in *avoid*; waits while all are full.
@@ -324,7 +323,7 @@ class ServerPool:
         if rest:
             self._take_out(member, f"failed on {member.errors_in_a_row} recordings in a row: {reason}")
 
-    def _take_out(self, member: _Member, reason: str, *, client: Client | None = None) -> None:
+    def _take_out(self, member: _Member, reason: str, *, client: Recognizer | None = None) -> None:
         """Take *member* out of rotation; a failure seen through *client* counts only while it
         still is the member's client (not replaced since by a successful re-probe)."""
         with self._cond:
@@ -335,7 +334,7 @@ class ServerPool:
             member.failed_probes = 0
             member.retry_at = self._clock() + self._reprobe_after
             self._cond.notify_all()
-        log.error("event=server_down url=%s reason=%s reprobe_s=%.0f", member.url, _quote(reason), self._reprobe_after)
+        log.error(kv("server_down", url=member.url, reason=reason, reprobe_s=f"{self._reprobe_after:.0f}"))
 
     def _retire(self, member: _Member, exc: EndpointError) -> None:
         with self._cond:
@@ -343,7 +342,7 @@ class ServerPool:
             member.retired = True
             member.error = str(exc)
             self._cond.notify_all()
-        log.error("event=server_unusable url=%s reason=%s", member.url, _quote(str(exc)))
+        log.error(kv("server_unusable", url=member.url, reason=str(exc)))
 
     def _start_due_probes(self, now: float) -> None:
         """Start a background probe of every server out of rotation whose wait is over (lock held)."""
@@ -372,7 +371,7 @@ class ServerPool:
             member.errors_in_a_row = 0
             member.error = None
             self._cond.notify_all()
-        log.info("event=server_up url=%s", member.url)
+        log.info(kv("server_up", url=member.url))
 
     def _probe_all(self, *, quick: bool) -> None:
         members = [m for m in self._members if not m.retired]
@@ -391,7 +390,7 @@ class ServerPool:
             member.healthy = True
             member.error = None
 
-    def _probe_member(self, member: _Member, *, quick: bool, fresh: bool) -> Client | None:
+    def _probe_member(self, member: _Member, *, quick: bool, fresh: bool) -> Recognizer | None:
         """A client of *member* that has probed it successfully, or None (the reason is recorded).
 
         *quick* tries once first, so a server that is down costs no retry waits; *fresh* builds a
@@ -430,11 +429,7 @@ class ServerPool:
         with self._cond:
             member.healthy = False
             member.error = reason
-        log.warning("event=probe_failed url=%s reason=%s", member.url, _quote(reason))
-
-
-def _quote(value: str) -> str:
-    return f'"{value}"' if any(c.isspace() for c in value) or not value else value
+        log.warning(kv("probe_failed", url=member.url, reason=reason))
 
 
 __all__: Sequence[str] = ("ServerPool", "ServerState")

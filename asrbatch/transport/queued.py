@@ -31,7 +31,7 @@ import requests
 import urllib3.exceptions
 
 from asrbatch.config import ServerConfig
-from asrbatch.errors import AsrbatchError, EndpointError, InputRejectedError, RecognitionError
+from asrbatch.errors import AsrbatchError, EndpointError, RecognitionError
 from asrbatch.transport import payload
 from asrbatch.transport.detect import AppConfig, Function, routes
 from asrbatch.transport.session import (
@@ -39,8 +39,8 @@ from asrbatch.transport.session import (
     Timeouts,
     classify_exception,
     classify_status,
-    error_detail,
     join,
+    server_failure,
 )
 
 log = logging.getLogger(__name__)
@@ -143,8 +143,7 @@ def interpret_queue_message(message: Any, event_id: str) -> list[Any] | None:
         raise error_from(output)
     if kind == "unexpected_error" and mine:
         detail = message.get("message")
-        raise RecognitionError(f"server failed on this file: {detail}" if detail else
-                               "server failed on this file without saying why (unexpected_error)")
+        raise server_failure(detail if isinstance(detail, str) else None, "the queue (unexpected_error)")
     if kind == "close_stream":
         raise RetryableError("server closed the queue stream before the result", reason="stream closed")
     if kind == "server_stopped":
@@ -152,19 +151,14 @@ def interpret_queue_message(message: Any, event_id: str) -> list[Any] | None:
     return None
 
 
-def error_from(data: Any) -> AsrbatchError:
-    """The error for an ``event: error`` payload: the server's message when it gave one."""
+def error_from(data: Any, what: str = "the call") -> AsrbatchError:
+    """The error for an ``event: error`` payload: whose fault it is, by the server's message."""
     message = None
     if isinstance(data, dict):
         message = data.get("error") or data.get("message")
     elif isinstance(data, str):
         message = data
-    if isinstance(message, str) and message.strip():
-        return InputRejectedError(f"server rejected the file: {message.strip()}")
-    return RecognitionError(
-        "server failed on this file without saying why",
-        hint="the server's log may tell; Gradio 4.x hides the message, 5+ shows it with show_error=True",
-    )
+    return server_failure(message if isinstance(message, str) else None, what)
 
 
 def _loads(text: str) -> Any:
@@ -178,29 +172,42 @@ def _loads(text: str) -> Any:
 # Network
 
 
-def recognize(
+def upload_recording(
     session: requests.Session,
     settings: ServerConfig,
     app: AppConfig,
-    function: Function,
     path: Path,
     *,
     name: str,
     mime: str,
+    timeouts: Timeouts,
+) -> dict[str, Any]:
+    """Upload *path*; return the file slot that names it in a call (needs no recognition slot)."""
+    route = f"{app.api_prefix}/upload"
+    server_path = upload(session, settings.url, route, path, name=name, mime=mime, timeouts=timeouts,
+                         max_file_size=app.max_file_size)
+    return payload.file_data(server_path, name)
+
+
+def call(
+    session: requests.Session,
+    settings: ServerConfig,
+    app: AppConfig,
+    function: Function,
+    slot: dict[str, Any],
+    *,
+    name: str,
     hotwords: str,
     timeouts: Timeouts,
     clock: Callable[[], float],
 ) -> list[Any]:
-    """Upload *path*, run *function* through the queue, return its outputs.
+    """Run *function* on an uploaded file through the queue; return its outputs.
 
-    The whole exchange must finish within ``timeouts.deadline`` seconds of
-    *clock*; otherwise :class:`RetryableError` (reason ``deadline``).
+    The exchange must finish within ``timeouts.deadline`` seconds of *clock*;
+    otherwise :class:`RetryableError` (reason ``deadline``).
     """
     deadline_at = clock() + timeouts.deadline
     found = routes(app, function)
-    server_path = upload(session, settings.url, found["upload"], path, name=name, mime=mime,
-                         timeouts=timeouts, max_file_size=app.max_file_size)
-    slot = payload.file_data(server_path, name)
     body = payload.queued_body(settings.input_template, slot, settings.batch_size, hotwords)
     if "call" in found:
         event_id = _post_json(session, settings.url, found["call"], body, timeouts)
@@ -264,9 +271,6 @@ def _post_json(session: requests.Session, base: str, route: str, body: dict[str,
                 f"HTTP 404 on {what}: the server has no such route (Gradio 4 before 4.20 has no /call)",
                 hint="check server.url and server.api_name",
             )
-        if response.status_code == 500 and not error_detail(response):
-            raise RecognitionError(f"server failed on {what} without saying why (HTTP 500)",
-                                   hint="the server's log may tell")
         raise classify_status(response, what)
     try:
         event_id = response.json().get("event_id")

@@ -10,6 +10,7 @@ import tenacity
 
 from asrbatch.config import RetryConfig
 from asrbatch.errors import TransientError
+from asrbatch.log import kv
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +40,9 @@ def build_policy(
         exc = state.outcome.exception() if state.outcome else None
         reason = getattr(exc, "reason", None) or (str(exc) if exc else "unknown")
         wait_s = state.next_action.sleep if state.next_action else 0.0
-        log.warning(
-            "event=retry url=%s%s attempt=%d reason=%s wait_s=%.1f",
-            url,
-            f" name={_quote(name)}" if name else "",
-            state.attempt_number + 1,
-            _quote(reason),
-            wait_s,
-        )
+        fields = {"url": url, **({"name": name} if name else {}), "attempt": state.attempt_number + 1,
+                  "reason": reason, "wait_s": f"{wait_s:.1f}"}
+        log.warning(kv("retry", **fields))
 
     return tenacity.Retrying(
         stop=tenacity.stop_after_attempt(max(1, retry.attempts)),
@@ -82,10 +78,7 @@ def call_with_retries(
     try:
         result = policy(counted)
     except TransientError as exc:
-        exc.attempts = attempts  # type: ignore[attr-defined]
+        exc.attempts = attempts
         raise
     return result, attempts
 
-
-def _quote(value: str) -> str:
-    return f'"{value}"' if any(c.isspace() for c in value) or not value else value

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from asrbatch.errors import (
     RecognitionError,
     TransientError,
 )
+from asrbatch.log import kv
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +33,52 @@ LOGIN_ROUTES = ("/login", "/gradio_api/login")
 route is tried only if the root one is missing."""
 
 
+# A server's message is taken as the recording's fault only when it is about the audio and says
+# nothing of the server's own trouble; anything else, or nothing at all, is the server's.
+_INPUT_FAULT = re.compile(
+    r"decod|invalid data|not (?:an? )?(?:audio|sound|media)|unsupported (?:audio|codec|format|file|media)"
+    r"|unknown (?:format|codec)|format not (?:recogni[sz]ed|supported)|could not (?:read|open|parse) (?:the )?"
+    r"(?:audio|file|input)|no audio|empty (?:audio|file|input)|too (?:short|long|large|big)|file size"
+    r"|max(?:imum)?[ _](?:file[ _])?size|corrupt|truncat|moov atom|no (?:audio )?stream|sample rate",
+    re.IGNORECASE,
+)
+_SERVER_FAULT = re.compile(
+    r"\b(?:cuda|out of memory|oom|memory|gpu|device|internal|timeout|timed out|connection|worker|killed|busy"
+    r"|overloaded|overload|unavailable|traceback|runtime ?error|nccl|cudnn|segmentation fault|disk|space left"
+    r"|permission denied|model (?:not|failed|error))\b",
+    re.IGNORECASE,
+)
+
+
+def blames_input(message: str) -> bool:
+    """True when a server's error *message* is about the recording rather than the server."""
+    return bool(_INPUT_FAULT.search(message)) and not _SERVER_FAULT.search(message)
+
+
+def server_failure(message: str | None, what: str, *, status: int | None = None) -> AsrbatchError:
+    """What a failure the server reported means, given its *message* (None when it gave none).
+
+    The recording's fault (:class:`InputRejectedError`) only when the message is about the
+    audio; otherwise the server's, retried (:class:`RetryableError`).
+    """
+    message = (message or "").strip()
+    if message and blames_input(message):
+        return InputRejectedError(f"server rejected the file: {message}")
+    where = f"HTTP {status} on {what}" if status else what
+    if message:
+        return RetryableError(f"server failed ({where}): {message}", reason=str(status or "server error"))
+    return RetryableError(
+        f"server failed without saying why ({where})",
+        reason=str(status or "server error"),
+        hint="the server's log may tell; Gradio shows its message with show_error=True (5.x and later)",
+    )
+
+
 class RetryableError(TransientError):
     """A transient failure with a short ``reason`` for the retry log (``503``, ``read timeout``...)."""
 
-    def __init__(self, message: str, *, reason: str, unreachable: bool = False) -> None:
-        super().__init__(message, unreachable=unreachable)
+    def __init__(self, message: str, *, reason: str, unreachable: bool = False, hint: str | None = None) -> None:
+        super().__init__(message, unreachable=unreachable, hint=hint)
         self.reason = reason
 
 
@@ -142,12 +185,11 @@ def classify_status(response: requests.Response, what: str, *, max_file_size: in
             f"file larger than the server's max upload size{limit} (HTTP 413){suffix}",
             hint="split or compress the recording, or raise the server's max_file_size",
         )
+    if status == 408:
+        return RetryableError(f"HTTP 408 request timeout on {what}", reason="408")
     if 400 <= status < 500:
         return InputRejectedError(f"server rejected the request with HTTP {status} on {what}{suffix}")
-    return RecognitionError(
-        f"server failed on this file without saying why (HTTP {status} on {what}){suffix}",
-        hint="the server's log may tell",
-    )
+    return server_failure(detail or None, what, status=status)
 
 
 def error_detail(response: requests.Response, limit: int = 200) -> str:
@@ -208,7 +250,7 @@ def login(session: requests.Session, settings: ServerConfig, timeouts: tuple[flo
             body = _json_or_none(response)
             if isinstance(body, dict) and body.get("success") is False:
                 raise _refused(settings, response)
-            log.debug("event=login url=%s user=%s", settings.url, username)
+            log.debug(kv("login", url=settings.url, user=username))
             return
         if response.status_code in (400, 401, 403):
             raise _refused(settings, response)

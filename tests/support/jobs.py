@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import sqlite3
@@ -39,6 +40,36 @@ def place(root: Path, key: str, source: Path | bytes, *, mtime: float = OLD) -> 
         shutil.copyfile(source, target)
     os.utime(target, (mtime, mtime))
     return target
+
+
+_FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
+
+
+def log_events(text: str, event: str | None = None) -> list[dict[str, str]]:
+    """The ``key=value`` events of a log (values unquoted), optionally only those named *event*."""
+    found = []
+    for line in text.splitlines():
+        at = line.find("event=")
+        if at < 0:
+            continue
+        fields = {key: json.loads(value) if value.startswith('"') else value
+                  for key, value in _FIELD.findall(line[at:])}
+        if event is None or fields.get("event") == event:
+            found.append(fields)
+    return found
+
+
+def on_folders(config: Any, inp: Path, out: Path, **settings: Any) -> Any:
+    """*config* for a job over *inp* into *out* (what INPUT_DIR and ``-o`` set), with other settings
+    given as ``section__key=value``."""
+    import dataclasses
+
+    config = dataclasses.replace(config, input=dataclasses.replace(config.input, dir=inp),
+                                 output=dataclasses.replace(config.output, dir=out))
+    for name, value in settings.items():
+        section, key = name.split("__")
+        config = dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section), **{key: value})})
+    return config
 
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:

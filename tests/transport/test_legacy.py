@@ -23,10 +23,15 @@ def test_gr_error_message_is_unquoted() -> None:
 @pytest.mark.parametrize(("body", "kind"), [(b'{"error": null}', "application/json"),
                                             (b"Internal Server Error", "text/plain")])
 def test_500_without_a_message(body: bytes, kind: str) -> None:
-    with pytest.raises(RecognitionError, match="without saying why") as caught:
+    with pytest.raises(RetryableError, match="without saying why") as caught:
         parse_response(response(500, body, kind))
-    assert type(caught.value) is RecognitionError
+    assert not caught.value.unreachable  # the server's fault, retried; never the file's
     assert "show_error=True" in str(caught.value)
+
+
+def test_500_with_a_server_message_is_retried_not_blamed() -> None:
+    with pytest.raises(RetryableError, match="CUDA out of memory"):
+        parse_response(response(500, b'{"error": "CUDA out of memory. Tried to allocate 2.00 GiB"}'))
 
 
 def test_404_means_the_rest_api_is_closed() -> None:

@@ -25,16 +25,6 @@ def test_audio_position() -> None:
         payload.audio_position((None, "<hotwords>"))
 
 
-@pytest.mark.parametrize(
-    ("name", "mime"),
-    [("a.wav", "audio/wav"), ("A.MP3", "audio/mpeg"), ("x.flac", "audio/flac"), ("x.m4a", "audio/mp4"),
-     ("x.ogg", "audio/ogg"), ("x.opus", "audio/ogg"), ("x.aac", "audio/aac"), ("x.webm", "audio/webm"),
-     ("noext", "application/octet-stream")],
-)
-def test_guess_mime(name: str, mime: str) -> None:
-    assert payload.guess_mime(name) == mime
-
-
 @pytest.mark.parametrize("size", [0, 1, 2, 3, 4, 786_431, 786_432, 786_433, 2_000_001])
 def test_encode_base64_matches_one_shot_encoding(size: int) -> None:
     data = bytes(i % 251 for i in range(size))

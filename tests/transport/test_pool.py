@@ -79,18 +79,19 @@ def pool_for(settings_for: Callable[..., ServerConfig], urls: list[str], **kwarg
 def test_requests_alternate_between_idle_servers_and_capacity_adds_up(
     fast: ServerProcess, clip: Path, settings_for: Callable[..., ServerConfig], sleep: SleepRecorder
 ) -> None:
-    with FaultProxy(fast.url) as a, FaultProxy(fast.url) as b, \
-            pool_for(settings_for, [a.url, b.url], sleep=sleep) as pool:
-        info = pool.probe()
-        assert info.gradio_version == VERSION and info.url == a.url
-        assert pool.capacity == 2  # the server reports no limit: one request in flight each
-        pool.set_concurrency(3)
-        assert pool.capacity == 6
-        texts = [pool.transcribe(clip, duration=1.0).text for _ in range(4)]
-        assert texts == ["heard 1.00"] * 4
-        assert (a.count("POST", CALL), b.count("POST", CALL)) == (2, 2)
-        assert [s.served for s in pool.servers] == [2, 2]
-        assert all(s.healthy and s.in_flight == 0 and s.limit == 3 for s in pool.servers)
+    with FaultProxy(fast.url) as a, FaultProxy(fast.url) as b:
+        with pool_for(settings_for, [a.url, b.url], sleep=sleep) as pool:
+            info = pool.probe()
+            assert info.gradio_version == VERSION and info.url == a.url
+            assert pool.capacity == 2  # the server reports no limit: one request in flight each
+        with pool_for(settings_for, [a.url, b.url], sleep=sleep, concurrency=3) as pool:
+            pool.probe()
+            assert pool.capacity == 6  # --workers 3: three on each
+            texts = [pool.transcribe(clip, duration=1.0).text for _ in range(4)]
+            assert texts == ["heard 1.00"] * 4
+            assert (a.count("POST", CALL), b.count("POST", CALL)) == (2, 2)
+            assert [s.served for s in pool.servers] == [2, 2]
+            assert all(s.healthy and s.in_flight == 0 and s.limit == 3 for s in pool.servers)
 
 
 def test_the_next_request_goes_to_the_less_busy_server(
@@ -185,13 +186,30 @@ def test_a_server_failing_on_a_recording_hands_it_over_and_is_rested_when_it_kee
     with FaultProxy(fast.url) as a, FaultProxy(fast.url) as b, \
             pool_for(settings_for, [a.url, b.url], sleep=sleep) as pool:
         pool.probe()
-        a.add("POST", CALL, respond(500), times=None)
         for done in range(1, FAILURES_BEFORE_REST + 1):
+            # Server a fails on the recording's three tries, then passes its health check: it works,
+            # but not on this recording, which goes to b.
+            a.add("POST", CALL, respond(500), times=3)
             assert pool.transcribe(clip).text == "heard 1.00"
             assert b.count("POST", CALL) == done
-        assert a.count("POST", CALL) == FAILURES_BEFORE_REST
+        assert a.count("POST", CALL) == FAILURES_BEFORE_REST * (3 + 1)
         assert not pool.servers[0].healthy
         assert "in a row" in (pool.servers[0].error or "")
+
+
+def test_a_server_that_fails_everything_is_taken_out_after_its_health_check(
+    fast: ServerProcess, clip: Path, settings_for: Callable[..., ServerConfig], sleep: SleepRecorder
+) -> None:
+    with FaultProxy(fast.url) as a, FaultProxy(fast.url) as b, \
+            pool_for(settings_for, [a.url, b.url], sleep=sleep) as pool:
+        pool.probe()
+        a.add("POST", CALL, respond(500, '{"error": "CUDA out of memory. Tried to allocate 2.00 GiB"}'), times=None)
+        assert pool.transcribe(clip).text == "heard 1.00"
+        assert a.count("POST", CALL) == 3 + 1  # the recording's tries, then the health check's clip
+        assert not pool.servers[0].healthy and "stopped doing work" in (pool.servers[0].error or "")
+        assert "CUDA out of memory" in (pool.servers[0].error or "")
+        assert [pool.transcribe(clip).text for _ in range(2)] == ["heard 1.00"] * 2
+        assert a.count("POST", CALL) == 4 and b.count("POST", CALL) == 3
 
 
 def test_a_recording_every_server_fails_on_is_the_files_failure(
@@ -200,11 +218,13 @@ def test_a_recording_every_server_fails_on_is_the_files_failure(
     with FaultProxy(fast.url) as a, FaultProxy(fast.url) as b, \
             pool_for(settings_for, [a.url, b.url], sleep=sleep) as pool:
         pool.probe()
-        for proxy in (a, b):
-            proxy.add("POST", CALL, respond(500), times=None)
         for _ in range(FAILURES_BEFORE_REST + 1):
-            with pytest.raises(RecognitionError):
+            # Both fail on the recording (three tries each) and pass their health checks.
+            for proxy in (a, b):
+                proxy.add("POST", CALL, respond(500), times=3)
+            with pytest.raises(RecognitionError) as caught:
                 pool.transcribe(clip)
+            assert not caught.value.permanent
         # Nobody managed these recordings: the servers are not blamed for them.
         assert all(s.healthy for s in pool.servers)
 

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import pytest
 import requests
 
 from asrbatch.config import ServerConfig
-from asrbatch.errors import EndpointError, InputRejectedError, RecognitionError
+from asrbatch.errors import EndpointError, InputRejectedError
 from asrbatch.transport import Client
 from asrbatch.transport.session import (
     LoginExpiredError,
     RetryableError,
     Timeouts,
     TimeoutSession,
+    blames_input,
     build_session,
     classify_exception,
     classify_status,
+    server_failure,
 )
 
 
@@ -83,8 +86,34 @@ def test_final_statuses() -> None:
     bad = classify_status(response(422, b'{"detail": "body must be an object"}'), "POST /api/predict/")
     assert isinstance(bad, InputRejectedError) and "body must be an object" in str(bad)
     failed = classify_status(response(500, b"Internal Server Error", "text/plain"), "POST /call/x")
-    assert type(failed) is RecognitionError
+    assert isinstance(failed, RetryableError) and not failed.unreachable  # the server's fault: tried again
     assert "without saying why" in str(failed)
+
+
+@pytest.mark.parametrize("message", [
+    "CUDA out of memory. Tried to allocate 2.00 GiB",
+    "RuntimeError: CUDA error: device-side assert triggered",
+    "internal error",
+    "something went wrong",
+    "cannot decode audio: the model worker was killed",  # about audio, but the server's trouble: the server's
+])
+def test_server_messages_are_the_servers_fault(message: str) -> None:
+    failed = classify_status(response(500, json.dumps({"error": message}).encode()), "POST /api/predict/")
+    assert isinstance(failed, RetryableError), failed
+    assert message in str(failed)
+
+
+@pytest.mark.parametrize("message", [
+    "cannot decode audio: Invalid data found when processing input",
+    "audio file too large: 9000000 bytes",
+    "no audio given: upload or record a file",
+    "Unsupported audio format",
+])
+def test_messages_about_the_audio_are_the_recordings_fault(message: str) -> None:
+    assert blames_input(message)
+    rejected = server_failure(message, "POST /x", status=500)
+    assert isinstance(rejected, InputRejectedError) and rejected.permanent
+    assert message in str(rejected)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,423 @@
+"""One recording's way through a run: prepare -> transport -> write -> record, isolated.
+
+:meth:`Pipeline.process` takes one :class:`~asrbatch.plan.Decision` and always returns
+that recording's :class:`~asrbatch.outcomes.FileOutcome`; whatever goes wrong becomes the
+outcome, following the fault model of :mod:`asrbatch.errors`:
+
+- the recording's fault (:class:`~asrbatch.errors.FileError`) -> ``failed`` with the reason,
+  recorded in the ledger (permanent or counted against ``state.max_runs``);
+- the server's unavailability, the operator's problem (disk, permissions, ledger) or a
+  configuration error -> the run is asked to stop and the recording is left ``pending``,
+  unblamed;
+- any other exception (a bug) -> ``failed`` with "internal error", its traceback in the log,
+  counted against ``state.max_runs``; the run goes on.
+
+Long recordings are sent chunk by chunk; every finished chunk is kept in the ledger, so a
+run killed in the middle resumes with the chunks that are left.  The transcript files are
+written before the success is recorded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from asrbatch import audio, housekeeping, output
+from asrbatch.config import Config
+from asrbatch.errors import (
+    AsrbatchError,
+    CancelledError,
+    EndpointError,
+    FileError,
+    OperatorError,
+    ServerUnavailableError,
+)
+from asrbatch.fsutil import operator_error
+from asrbatch.ledger import ChunkResult, Identity, Ledger, file_sha256
+from asrbatch.log import kv
+from asrbatch.media import mime_type
+from asrbatch.outcomes import FileOutcome, Outcome, StopReason
+from asrbatch.output import Segment, Transcript
+from asrbatch.paths import JobPaths
+from asrbatch.plan import Action, Decision
+from asrbatch.scan import Recording, is_unchanged, read_hotwords_file
+from asrbatch.transport import Recognition, Recognizer, ServerInfo
+
+log = logging.getLogger(__name__)
+
+INTERNAL_ERROR_HINT = "an error inside asrbatch (the traceback is in the log); it is tried again in the next runs"
+
+
+class Pending(Exception):
+    """Internal: leave this recording for a later run (the run stops, or the file moved under us)."""
+
+
+class StopControl:
+    """Whether, and why, the run stops: set by the loop, the pipelines and signals; thread-safe.
+
+    *interrupt* is an event set from outside (a signal handler): once set, the run stops
+    after the recordings in flight.
+    """
+
+    def __init__(self, interrupt: threading.Event | None = None) -> None:
+        self._interrupt = interrupt
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self.reason: StopReason | None = None
+        self.message: str | None = None
+        self.fatal: AsrbatchError | None = None
+        """An error the run must end with once the recordings in flight are done."""
+
+    def bound(self, reason: StopReason, message: str) -> None:
+        """Note that a bound cut the run's work short (``run.max_files``): what was taken still runs."""
+        with self._lock:
+            if self.reason is None:
+                self.reason = reason
+                self.message = message
+
+    def request(self, reason: StopReason, message: str, *, fatal: AsrbatchError | None = None) -> None:
+        """Stop the run; the first reason wins, except that a bound gives way to a real problem."""
+        with self._lock:
+            if self.reason is None or (self.reason.bounded and not reason.bounded):
+                self.reason = reason
+                self.message = message
+            if fatal is not None and self.fatal is None:
+                self.fatal = fatal
+        self._event.set()
+
+    @property
+    def stopping(self) -> bool:
+        if self._interrupt is not None and self._interrupt.is_set() and not self._event.is_set():
+            self.request(StopReason.INTERRUPTED, "stopped by a signal")
+            log.info(kv("interrupted", action="finish_in_flight"))
+        return self._event.is_set()
+
+    def left_for_next_run(self) -> str:
+        return f"left for the next run ({self.message or self.reason or 'stopped'})"
+
+
+@dataclass
+class _Work:
+    """What one recording has cost so far in this run (real fields, carried to its outcome)."""
+
+    attempts: int = 0
+    audio_seconds: float | None = None
+    server_seconds: float = 0.0
+
+
+class Pipeline:
+    """Processes recordings one at a time per thread; shared by the run's worker threads."""
+
+    def __init__(
+        self,
+        config: Config,
+        paths: JobPaths,
+        ledger: Ledger,
+        stop: StopControl,
+        *,
+        run_id: int,
+        bases: dict[str, str],
+        force: bool = False,
+        recognizer: Recognizer | None = None,
+        server: ServerInfo | None = None,
+        decoding: threading.Semaphore | None = None,
+    ) -> None:
+        assert paths.output_dir is not None
+        self.config = config
+        self.paths = paths
+        self.output_dir: Path = paths.output_dir
+        self.ledger = ledger
+        self.stop = stop
+        self.run_id = run_id
+        self.bases = bases
+        self.force = force
+        self.recognizer = recognizer
+        self.server = server
+        # Decoding is CPU work: one recording per core at a time.
+        self.decoding = decoding or threading.BoundedSemaphore(1)
+        self.plan_signature = plan_signature(config)
+
+    # -- the entry point ----------------------------------------------------------------------
+
+    def process(self, decision: Decision) -> FileOutcome:
+        """Run *decision* to its outcome; never raises for anything that concerns one recording."""
+        key = decision.recording.key
+        if self.stop.stopping:
+            return FileOutcome(key, Outcome.PENDING, self.stop.left_for_next_run())
+        work = _Work()
+        try:
+            try:
+                if decision.action in (Action.REUSE, Action.REWRITE):
+                    return self._reuse(decision)
+                return self._transcribe(decision, work)
+            except FileError as exc:
+                return self._failed(decision, exc, work)
+            except OSError as exc:
+                problem = operator_error(exc, exc.filename or key, "cannot process the recording")
+                if problem is not None:
+                    raise problem from None
+                return self._failed(decision, FileError(f"cannot process the recording: {exc.strerror or exc}",
+                                                        hint="it is tried again on the next run"), work)
+        except Pending as left:
+            return FileOutcome(key, Outcome.PENDING, str(left), attempts=work.attempts)
+        except CancelledError:
+            return FileOutcome(key, Outcome.PENDING, self.stop.left_for_next_run(), attempts=work.attempts)
+        except OperatorError as exc:
+            self.stop.request(StopReason.OPERATOR_ERROR, str(exc))
+            log.error(kv("operator_error", path=key, reason=str(exc)))
+            return FileOutcome(key, Outcome.PENDING, f"left for the next run ({exc})", attempts=work.attempts)
+        except ServerUnavailableError as exc:
+            self._server_unavailable(exc)
+            return FileOutcome(key, Outcome.PENDING, "left for the next run (server unavailable)",
+                               attempts=work.attempts)
+        except EndpointError as exc:
+            self.stop.request(StopReason.ENDPOINT_ERROR, str(exc), fatal=exc)
+            return FileOutcome(key, Outcome.PENDING, str(exc))
+        except AsrbatchError as exc:
+            self.stop.request(StopReason.ERROR, str(exc), fatal=exc)
+            return FileOutcome(key, Outcome.PENDING, str(exc))
+        except Exception as exc:  # a bug: this recording fails, the run goes on
+            log.error(kv("internal_error", path=key, error=f"{type(exc).__name__}: {exc}"), exc_info=True)
+            error = FileError(f"internal error: {type(exc).__name__}: {exc}", hint=INTERNAL_ERROR_HINT)
+            try:
+                return self._failed(decision, error, work)
+            except OperatorError as problem:
+                self.stop.request(StopReason.OPERATOR_ERROR, str(problem))
+                return FileOutcome(key, Outcome.PENDING, f"left for the next run ({problem})")
+
+    # -- failures -----------------------------------------------------------------------------
+
+    def _failed(self, decision: Decision, exc: FileError, work: _Work) -> FileOutcome:
+        recording = decision.recording
+        message = _reason(exc)
+        attempts = work.attempts + exc.attempts
+        self.ledger.record_failure(
+            self._identity(decision),
+            error=message,
+            permanent=exc.permanent,
+            attempts=attempts,
+            audio_seconds=work.audio_seconds,
+            run_id=self.run_id,
+        )
+        if exc.permanent:
+            housekeeping.move_recording(recording.path, recording.key, self.config.housekeeping, succeeded=False)
+        return FileOutcome(recording.key, Outcome.FAILED, message, audio_seconds=work.audio_seconds,
+                           attempts=attempts)
+
+    def _server_unavailable(self, exc: ServerUnavailableError) -> None:
+        if not self.stop.stopping:
+            log.error(kv("server_unavailable", url=self.config.server.url, reason=str(exc)))
+        self.stop.request(StopReason.SERVER_UNAVAILABLE, str(exc))
+
+    # -- reuse ----------------------------------------------------------------------------------
+
+    def _reuse(self, decision: Decision) -> FileOutcome:
+        recording = decision.recording
+        source = decision.source or decision.entry
+        assert source is not None and source.result is not None
+        transcript = dataclasses.replace(Transcript.from_dict(source.result), source=recording.key)
+        written = self._finish(decision, transcript, server_seconds=0.0, attempts=0)
+        return FileOutcome(recording.key, Outcome.REUSED, decision.reason, audio_seconds=transcript.audio_seconds,
+                           outputs=tuple(written))
+
+    # -- transcription ------------------------------------------------------------------------
+
+    def _transcribe(self, decision: Decision, work: _Work) -> FileOutcome:
+        recording = decision.recording
+        if decision.sha256 is None:
+            decision = dataclasses.replace(decision, sha256=file_sha256(recording.path))
+        sha = decision.sha256
+        assert sha is not None
+        self.ledger.record_pending(self._identity(decision), changed=decision.changed or decision.entry is None)
+        with self.decoding:
+            info = audio.probe(recording.path)
+        work.audio_seconds = info.duration
+        hotwords = self._hotwords(recording)
+        workdir = self.paths.tmp / hashlib.sha1(recording.key.encode()).hexdigest()[:16]
+        try:
+            with self.decoding:
+                prepared = audio.prepare(recording.path, info, self.config.audio, workdir)
+            with prepared:
+                results = self._recognise_chunks(recording, sha, prepared, hotwords, work)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        if not is_unchanged(recording):
+            raise Pending("file changed while being transcribed; left for the next run")
+        attempts = sum(r.attempts for r in results.values())
+        server_seconds = sum(r.server_seconds for r in results.values())
+        transcript = assemble(recording.key, results, info.duration, server_seconds, attempts, self.server, hotwords)
+        written = self._finish(decision, transcript, server_seconds=server_seconds, attempts=attempts)
+        outcome = Outcome.EMPTY if transcript.empty else Outcome.DONE
+        return FileOutcome(recording.key, outcome, "", audio_seconds=info.duration, server_seconds=server_seconds,
+                           attempts=attempts, chunks=len(prepared.chunks), outputs=tuple(written))
+
+    def _recognise_chunks(
+        self, recording: Recording, sha: str, prepared: audio.PreparedAudio, hotwords: tuple[str, ...], work: _Work,
+    ) -> dict[tuple[int, int], ChunkResult]:
+        done = self.ledger.load_chunks(recording.key, sha, self.plan_signature)
+        results: dict[tuple[int, int], ChunkResult] = {}
+        for chunk in prepared.chunks:
+            channel = chunk.channel if chunk.channel is not None else -1
+            ident = (channel, chunk.index)
+            if ident in done:
+                results[ident] = done[ident]
+                continue
+            if self.stop.stopping:
+                raise Pending(self.stop.left_for_next_run())
+            if chunk.silent:
+                result = ChunkResult(channel, chunk.index, chunk.start, chunk.end, "", 0.0, 0)
+            else:
+                path = prepared.export(chunk)
+                recognition = self._send(path, recording, chunk.duration, hotwords)
+                work.attempts += recognition.attempts
+                work.server_seconds += recognition.server_seconds
+                result = ChunkResult(channel, chunk.index, chunk.start, chunk.end, recognition.text.strip(),
+                                     recognition.server_seconds, recognition.attempts)
+                if path != recording.path:
+                    path.unlink(missing_ok=True)
+            self.ledger.save_chunk(recording.key, sha, self.plan_signature, result)
+            results[ident] = result
+        return results
+
+    def _send(self, path: Path, recording: Recording, duration: float, hotwords: tuple[str, ...]) -> Recognition:
+        assert self.recognizer is not None
+        return self.recognizer.transcribe(
+            path,
+            name=recording.path.name if path == recording.path else path.name,
+            mime=mime_type(path),
+            duration=duration,
+            hotwords=hotwords,
+            proceed=lambda: not self.stop.stopping,
+        )
+
+    def _hotwords(self, recording: Recording) -> tuple[str, ...]:
+        words: list[str] = []
+        for source in (self.config.hotwords,
+                       read_hotwords_file(recording.path.parent, self.config.input.hotwords_file)):
+            for word in source:
+                word = word.strip()
+                if word and word not in words:
+                    words.append(word)
+        return tuple(words)
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def _finish(self, decision: Decision, transcript: Transcript, *, server_seconds: float,
+                attempts: int) -> dict[str, str]:
+        """Write the outputs, then record the success, then (optionally) move the recording away."""
+        recording = decision.recording
+        base = self._base_for(decision)
+        written = self._write(decision, transcript, base)
+        self.ledger.record_success(
+            self._identity(decision),
+            outcome=Outcome.EMPTY.value if transcript.empty else Outcome.DONE.value,
+            outputs={"base": base, **{rel: rel.rsplit(".", 1)[-1] for rel in written}},
+            output_hashes=written,
+            result=transcript.to_dict(),
+            audio_seconds=transcript.audio_seconds,
+            server_seconds=server_seconds,
+            attempts=attempts,
+            run_id=self.run_id,
+        )
+        housekeeping.move_recording(recording.path, recording.key, self.config.housekeeping, succeeded=True)
+        return written
+
+    def _write(self, decision: Decision, transcript: Transcript, base: str) -> dict[str, str]:
+        files = output.render(transcript, base, self.config.output.formats)
+        owned = dict(decision.entry.output_hashes) if decision.entry else {}
+        output.check_targets(self.output_dir, files, owned, force=self.force, source=decision.recording.key)
+        hashes = {rel: output.content_hash(content) for rel, content in files.items()}
+        self.ledger.record_intent(decision.recording.key, {rel: rel for rel in files}, hashes)
+        return output.write_files(self.output_dir, files, source=decision.recording.key)
+
+    def _base_for(self, decision: Decision) -> str:
+        return base_for(decision, self.bases)
+
+    @staticmethod
+    def _identity(decision: Decision) -> Identity:
+        return decision.identity
+
+
+def base_for(decision: Decision, bases: dict[str, str]) -> str:
+    """The output base path of a recording: the one it was given before, else the run's."""
+    entry = decision.entry
+    if entry is not None and isinstance(entry.outputs.get("base"), str):
+        return entry.outputs["base"]
+    return bases[decision.recording.key]
+
+
+def preflight(config: Config, output_dir: Path, decision: Decision, bases: dict[str, str], *,
+              force: bool = False) -> str | None:
+    """The local checks a run makes before sending (no server needed): why *decision* would
+    fail, or None.  Used by ``--dry-run``."""
+    if decision.action != Action.SEND:
+        return None
+    try:
+        info = audio.probe(decision.recording.path)
+        empty = Transcript(source=decision.recording.key, text="", audio_seconds=info.duration)
+        files = output.render(empty, base_for(decision, bases), config.output.formats)
+        owned = dict(decision.entry.output_hashes) if decision.entry else {}
+        output.check_targets(output_dir, files, owned, force=force, source=decision.recording.key,
+                             any_content=True)
+    except FileError as exc:
+        return _reason(exc)
+    return None
+
+
+def assemble(
+    key: str,
+    results: dict[tuple[int, int], ChunkResult],
+    duration: float,
+    server_seconds: float,
+    attempts: int,
+    server: ServerInfo | None,
+    hotwords: tuple[str, ...],
+) -> Transcript:
+    """The transcript of a recording from its chunks' results (in order)."""
+    ordered = sorted(results.values(), key=lambda r: (r.channel, r.index))
+    split = any(r.channel >= 0 for r in ordered)
+    segments = tuple(Segment(r.start, r.end, r.text, r.channel if split else None) for r in ordered)
+    if split:
+        channels = tuple(sorted({r.channel for r in ordered}))
+        text = "\n".join(
+            f"[ch{c + 1}] {output.join_texts(r.text for r in ordered if r.channel == c)}" for c in channels
+        )
+        if all(not r.text.strip() for r in ordered):
+            text = ""
+    else:
+        channels = ()
+        text = output.join_texts(r.text for r in ordered)
+    return Transcript(
+        source=key,
+        text=text,
+        segments=segments,
+        channels=channels,
+        audio_seconds=duration,
+        server_seconds=server_seconds,
+        attempts=attempts,
+        server_version=server.gradio_version or server.label if server else None,
+        hotwords=hotwords,
+    )
+
+
+def plan_signature(config: Config) -> str:
+    """A short hash of the settings that decide how a recording is chunked (finished chunks are
+    reused only under the same signature)."""
+    settings = dataclasses.asdict(config.audio)
+    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _reason(exc: FileError) -> str:
+    """The one-line reason recorded for a failure: the message, then what to do."""
+    message = exc.message
+    path = str(exc.path) if exc.path is not None else None
+    if path and message.startswith(path + ": "):
+        message = message[len(path) + 2:]
+    return message + (f" ({exc.hint})" if exc.hint else "")
+
