@@ -21,6 +21,7 @@ import yaml
 
 from asrbatch.errors import ConfigError
 from asrbatch.media import DEFAULT_EXTENSIONS
+from asrbatch.subtitles import check_rules as check_subtitle_rules
 
 ENV_PREFIX = "ASRBATCH_"
 CONFIG_ENV = "ASRBATCH_CONFIG"
@@ -114,6 +115,22 @@ class InputConfig:
 
 
 @dataclass(frozen=True)
+class SubtitlesConfig:
+    line_length: int = _doc("Longest subtitle line, in columns of Latin text.", default=42)
+    line_length_cjk: int = _doc(
+        "Longest line of Chinese, Japanese or Korean text, in wide characters (a wide character counts "
+        "line_length / line_length_cjk columns in mixed lines).",
+        default=16,
+    )
+    lines: int = _doc("Lines per cue at most.", default=2)
+    max_cue_seconds: float = _doc("Longest time one cue stays on screen, in seconds.", default=7.0)
+    min_cue_seconds: float = _doc(
+        "Shortest time a cue stays on screen where the next cue and the audio's end allow, in seconds.",
+        default=1.0,
+    )
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     dir: Path | None = _doc(
         "Where transcripts go, mirroring the input tree. Default: a sibling of the input folder "
@@ -121,6 +138,7 @@ class OutputConfig:
         default=None,
     )
     formats: tuple[str, ...] = _doc("Files written per recording: txt, json, srt, vtt.", default=("txt",))
+    subtitles: SubtitlesConfig = _doc("How srt and vtt cues are cut.", default_factory=SubtitlesConfig)
 
 
 @dataclass(frozen=True)
@@ -515,6 +533,7 @@ def _cross_checks(config: Config) -> list[str]:
             problems.append(f"output.formats: unknown format {fmt!r} (known: {', '.join(OUTPUT_FORMATS)})")
     if not config.output.formats:
         problems.append("output.formats: must list at least one format")
+    problems.extend(f"output.subtitles.{problem}" for problem in check_subtitle_rules(config.output.subtitles))
     if config.state.max_runs < 1:
         problems.append("state.max_runs: must be >= 1")
     a = config.audio

@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from asrbatch import fsutil
+from asrbatch import subtitles as _subtitles
 from asrbatch.errors import FileError
+from asrbatch.subtitles import SubtitleRules, Word
 
 LONGEST_SUFFIX = ".ch99.json"
 """The longest ending a base name is given (per-channel JSON); every base leaves room for it."""
@@ -51,6 +53,13 @@ class Segment:
     end: float
     text: str
     channel: int | None = None
+    words: tuple[Word, ...] = ()
+    """Word (or character) timings, where the server or the pipeline gave them."""
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Segment:
+        words = tuple(Word(**w) for w in data.get("words", ()))
+        return cls(**{**data, "words": words})
 
 
 @dataclass(frozen=True)
@@ -87,7 +96,7 @@ class Transcript:
         return cls(
             source=data["source"],
             text=data["text"],
-            segments=tuple(Segment(**s) for s in data.get("segments", ())),
+            segments=tuple(Segment.from_dict(s) for s in data.get("segments", ())),
             channels=tuple(data.get("channels", ())),
             audio_seconds=data.get("audio_seconds"),
             server_seconds=data.get("server_seconds"),
@@ -163,8 +172,18 @@ def _split_key(key: str) -> tuple[str, str, str]:
 # Rendering (pure)
 
 
-def render(transcript: Transcript, base: str, formats: Iterable[str]) -> dict[str, str]:
-    """Return ``{relative path: content}`` for every requested format."""
+def subtitle_rules(config: Any) -> SubtitleRules:
+    """The cue rules of a Config's ``output.subtitles`` section."""
+    return SubtitleRules(**asdict(config.output.subtitles))
+
+
+def render(
+    transcript: Transcript, base: str, formats: Iterable[str], subtitles: SubtitleRules | None = None
+) -> dict[str, str]:
+    """Return ``{relative path: content}`` for every requested format.
+
+    *subtitles*: the cue rules of srt and vtt (``output.subtitles``); default: SubtitleRules().
+    """
     files: dict[str, str] = {}
     for fmt in formats:
         if fmt == "txt":
@@ -176,9 +195,9 @@ def render(transcript: Transcript, base: str, formats: Iterable[str]) -> dict[st
         elif fmt == "json":
             files[f"{base}.json"] = render_json(transcript)
         elif fmt == "srt":
-            files[f"{base}.srt"] = render_srt(transcript)
+            files[f"{base}.srt"] = render_srt(transcript, subtitles)
         elif fmt == "vtt":
-            files[f"{base}.vtt"] = render_vtt(transcript)
+            files[f"{base}.vtt"] = render_vtt(transcript, subtitles)
         else:  # pragma: no cover - validated by config
             raise ValueError(f"unknown output format {fmt!r}")
     return files
@@ -202,6 +221,8 @@ def render_json(transcript: Transcript) -> str:
                 "end": round(s.end, 3),
                 "text": s.text,
                 **({"channel": s.channel + 1} if s.channel is not None else {}),
+                **({"words": [{"start": round(w.start, 3), "end": round(w.end, 3), "text": w.text}
+                              for w in s.words]} if s.words else {}),
             }
             for s in transcript.segments
         ],
@@ -214,43 +235,17 @@ def render_json(transcript: Transcript) -> str:
     return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
 
 
-def _cues(transcript: Transcript) -> list[Segment]:
-    cues = [s for s in transcript.segments if s.text.strip()]
-    cues.sort(key=lambda s: (s.start, s.channel or 0))
-    return cues
+def cues(transcript: Transcript, rules: SubtitleRules | None = None) -> list[_subtitles.Cue]:
+    """The subtitle cues of *transcript* (see asrbatch.subtitles for the rules)."""
+    return _subtitles.build_cues(transcript.segments, rules, audio_seconds=transcript.audio_seconds)
 
 
-def _label(segment: Segment, transcript: Transcript) -> str:
-    if transcript.channels and segment.channel is not None:
-        return f"[ch{segment.channel + 1}] "
-    return ""
+def render_srt(transcript: Transcript, rules: SubtitleRules | None = None) -> str:
+    return _subtitles.render_srt(cues(transcript, rules))
 
 
-def _timestamp(seconds: float, sep: str) -> str:
-    millis = max(0, int(round(seconds * 1000)))
-    hours, rest = divmod(millis, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    secs, millis = divmod(rest, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}{sep}{millis:03d}"
-
-
-def render_srt(transcript: Transcript) -> str:
-    blocks = []
-    for number, cue in enumerate(_cues(transcript), start=1):
-        blocks.append(
-            f"{number}\n{_timestamp(cue.start, ',')} --> {_timestamp(cue.end, ',')}\n"
-            f"{_label(cue, transcript)}{cue.text.strip()}\n"
-        )
-    return "\n".join(blocks)
-
-
-def render_vtt(transcript: Transcript) -> str:
-    lines = ["WEBVTT", ""]
-    for cue in _cues(transcript):
-        lines.append(f"{_timestamp(cue.start, '.')} --> {_timestamp(cue.end, '.')}")
-        lines.append(f"{_label(cue, transcript)}{cue.text.strip()}")
-        lines.append("")
-    return "\n".join(lines)
+def render_vtt(transcript: Transcript, rules: SubtitleRules | None = None) -> str:
+    return _subtitles.render_vtt(cues(transcript, rules))
 
 
 def content_hash(content: str) -> str:

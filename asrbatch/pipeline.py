@@ -142,6 +142,7 @@ class Pipeline:
         # Decoding is CPU work: one recording per core at a time.
         self.decoding = decoding or threading.BoundedSemaphore(1)
         self.plan_signature = plan_signature(config)
+        self.subtitles = output.subtitle_rules(config)
 
     # -- the entry point ----------------------------------------------------------------------
 
@@ -329,7 +330,7 @@ class Pipeline:
         return written
 
     def _write(self, decision: Decision, transcript: Transcript, base: str) -> dict[str, str]:
-        files = output.render(transcript, base, self.config.output.formats)
+        files = output.render(transcript, base, self.config.output.formats, self.subtitles)
         owned = dict(decision.entry.output_hashes) if decision.entry else {}
         output.check_targets(self.output_dir, files, owned, force=self.force, source=decision.recording.key)
         hashes = {rel: output.content_hash(content) for rel, content in files.items()}
@@ -361,7 +362,7 @@ def preflight(config: Config, output_dir: Path, decision: Decision, bases: dict[
     try:
         info = audio.probe(decision.recording.path)
         empty = Transcript(source=decision.recording.key, text="", audio_seconds=info.duration)
-        files = output.render(empty, base_for(decision, bases), config.output.formats)
+        files = output.render(empty, base_for(decision, bases), config.output.formats, output.subtitle_rules(config))
         owned = dict(decision.entry.output_hashes) if decision.entry else {}
         output.check_targets(output_dir, files, owned, force=force, source=decision.recording.key,
                              any_content=True)

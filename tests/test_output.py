@@ -14,6 +14,7 @@ from asrbatch.output import (
     render,
     write_files,
 )
+from asrbatch.subtitles import SubtitleRules, Word
 
 
 def test_output_bases_mirror_tree_and_disambiguate_shared_stems():
@@ -75,3 +76,28 @@ def test_foreign_or_edited_transcript_is_not_overwritten(tmp_path):
     check_targets(tmp_path, files, {"a.txt": content_hash("hand made\n")}, force=False, source="a.wav")
     check_targets(tmp_path, files, {}, force=True, source="a.wav")
     assert write_files(tmp_path, files, source="a.wav") == {"a.txt": content_hash("machine\n")}
+
+
+def test_word_timings_reach_the_json_and_survive_the_ledger_round_trip():
+    words = (Word(0.0, 0.4, "one"), Word(0.5, 1.2, "two"))
+    t = transcript(segments=(Segment(0, 1.5, "one two", words=words), Segment(1.5, 3.25, "three")))
+    data = json.loads(render(t, "a", ["json"])["a.json"])
+    assert data["segments"][0]["words"] == [{"start": 0.0, "end": 0.4, "text": "one"},
+                                           {"start": 0.5, "end": 1.2, "text": "two"}]
+    assert "words" not in data["segments"][1]
+    assert Transcript.from_dict(json.loads(json.dumps(t.to_dict()))) == t
+    # A result stored before segments had words.
+    old = t.to_dict()
+    for segment in old["segments"]:
+        del segment["words"]
+    assert Transcript.from_dict(old).segments == (Segment(0, 1.5, "one two"), Segment(1.5, 3.25, "three"))
+
+
+def test_subtitle_rules_are_passed_to_srt_and_vtt():
+    text = "a sentence long enough to need two lines of subtitles when lines are short"
+    t = transcript(text=text, segments=(Segment(0, 4, text),), audio_seconds=4)
+    default = render(t, "a", ["srt"])["a.srt"]
+    narrow = render(t, "a", ["srt", "vtt"], subtitles=SubtitleRules(line_length=20, lines=1))
+    assert default.count("-->") == 1
+    assert narrow["a.srt"].count("-->") == narrow["a.vtt"].count("-->") >= 4
+    assert all(len(line) <= 20 for line in narrow["a.srt"].splitlines() if "-->" not in line)
