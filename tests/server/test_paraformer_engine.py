@@ -151,6 +151,14 @@ def test_devices_other_than_cpu_and_cuda_are_refused_by_name() -> None:
     paraformer.check_device("cpu")
 
 
+def test_no_feature_backend_is_refused_before_the_models_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(paraformer, "find_spec", lambda name: None)
+    with pytest.raises(EngineUnavailable, match="neither torchaudio nor kaldi-native-fbank.*pip install kaldi-native-fbank"):
+        paraformer.check_feature_backend()
+    monkeypatch.setattr(paraformer, "find_spec", lambda name: object() if name == "kaldi_native_fbank" else None)
+    paraformer.check_feature_backend()
+
+
 def test_only_the_first_line_of_a_long_funasr_error_is_shown() -> None:
     def unregistered(**kwargs: Any) -> None:
         raise RuntimeError("model 'x' is not registered.\nRegistered model keys (180): ...\n" + "line\n" * 100)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +166,19 @@ def check_device(device: str) -> None:
         )
 
 
+def check_feature_backend() -> None:
+    """Refuse to start when FunASR has nothing to compute audio features with.
+
+    FunASR 1.4 computes fbank features with torchaudio or, where it is missing,
+    kaldi-native-fbank; with neither it loads the models and then fails every request.
+    """
+    if not any(find_spec(name) for name in ("torchaudio", "kaldi_native_fbank")):
+        raise EngineUnavailable(
+            "FunASR finds neither torchaudio nor kaldi-native-fbank to compute audio features with: "
+            "pip install kaldi-native-fbank (or the torchaudio release that matches torch)"
+        )
+
+
 def first_line(error: BaseException) -> str:
     """The first line of an error's message (FunASR's can run to hundreds of lines)."""
     lines = str(error).strip().splitlines()
@@ -197,6 +211,7 @@ class ParaformerEngine:
             except ImportError as error:
                 raise EngineUnavailable(f"funasr not installed ({error}): {INSTALL_HINT}") from error
             check_device(settings.device)
+            check_feature_backend()
             automodel = AutoModel
         try:
             model = automodel(**arguments)
