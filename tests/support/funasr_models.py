@@ -58,6 +58,7 @@ from tests.support.servers import (  # noqa: E402
 )
 
 WEIGHTS_SCRIPT = Path(__file__).with_name("funasr_weights.py")
+NETWORK_AUDIT = Path(__file__).with_name("network_audit")
 READY_MARKER = ".asrbatch-ready.json"
 CACHE_ENV = "ASRBATCH_TEST_CACHE"
 
@@ -372,12 +373,15 @@ def cache_dir() -> Path:
 
 
 def offline_environment() -> dict[str, str]:
-    """Variables that keep FunASR, ModelScope and Hugging Face code from reaching for a hub."""
+    """Variables that keep Hugging Face code (which FunASR imports) from reaching for its hub.
+
+    ModelScope 1.40 reads no such variable; FunASR calls it only for model ids, not folders.
+    Whether anything still tried the network is what tests/support/network_audit records.
+    """
     return {
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
-        "MODELSCOPE_OFFLINE": "1",
         "HF_HUB_DISABLE_TELEMETRY": "1",
     }
 
@@ -417,20 +421,32 @@ def build_tiny_models(root: Path | None = None) -> TinyModels:
                 (scratch / folder).mkdir()
                 for name, text in files.items():
                     (scratch / folder / name).write_text(text, encoding="utf-8")
-            log = scratch / "build.log"
+            log, attempts = scratch / "build.log", scratch / "network-attempts.log"
+            attempts.write_text("", encoding="utf-8")
+            environment = {
+                **os.environ,
+                **offline_environment(),
+                "MODELSCOPE_CACHE": str(scratch / "hub"),
+                "ASRBATCH_NETWORK_AUDIT": str(attempts),
+                "PYTHONPATH": os.pathsep.join([str(NETWORK_AUDIT), str(REPO)]),
+            }
             with log.open("w", encoding="utf-8") as handle:
                 completed = subprocess.run(
                     [str(python), str(WEIGHTS_SCRIPT), str(scratch)],
                     stdout=handle,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
-                    env={**os.environ, **offline_environment(), "MODELSCOPE_CACHE": str(scratch / "hub")},
+                    env=environment,
                     check=False,
                 )
             if completed.returncode != 0:
                 raise ServerEnvironmentError(
                     f"building the tiny FunASR models failed ({completed.returncode}); "
                     f"last lines of {log}:\n{_tail(log)}"
+                )
+            if attempts.read_text(encoding="utf-8"):
+                raise ServerEnvironmentError(
+                    f"building the tiny FunASR models tried the network: {attempts.read_text(encoding='utf-8')}"
                 )
             (scratch / READY_MARKER).write_text(json.dumps({"key": target.name}), encoding="utf-8")
             os.replace(scratch, target)
