@@ -778,9 +778,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     print(report)
     if not options.quick:
-        options.output.write_text(report, encoding="utf-8")
+        options.output.write_text(report + kept_sections(options.output), encoding="utf-8")
         log(f"written to {options.output}")
     return 0
+
+
+def kept_sections(output: Path) -> str:
+    """The sections other bench scripts wrote into ``output`` (``<!-- bench/NAME.py -->`` to
+    ``<!-- end of bench/NAME.py -->``), kept when this report replaces the rest."""
+    if not output.exists():
+        return ""
+    text = output.read_text(encoding="utf-8")
+    found = re.finditer(r"(?ms)^<!-- (bench/[\w.]+) -->$.*?^<!-- end of \1 -->$", text)
+    return "".join("\n" + match.group(0) + "\n" for match in found)
 
 
 if __name__ == "__main__":

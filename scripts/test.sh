@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command from a fresh machine to a tested tree: set up, build the Gradio 3.50 / 4.44 /
-# 6.x server environments the tests start, lint, type-check, and run the test suite.
+# 6.x server environments the tests start (and the funasr engine's, with its tiny models), lint,
+# type-check, and run the test suite.
 # Extra arguments go to pytest (e.g. scripts/test.sh -k ledger).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -19,6 +19,10 @@ In tests, use the fixtures (the root conftest imports them)::
         server.restart()
 
 or directly: ``with start_server("4.44.1") as server: ...``.
+
+The funasr engine has a venv of its own (FunASR, the CPU build of torch, Gradio 6.31 and
+PocketSphinx), ``funasr_python()``; ``--prepare all`` builds it with the others, and with it the
+tiny model folders of ``tests/support/funasr_models.py``.
 """
 
 from __future__ import annotations
@@ -75,6 +79,29 @@ REQUIREMENTS = {
     ),
     "6.31.0": ("gradio==6.31.0",),
 }
+# The funasr engine's venv: FunASR with everything it declares, the Gradio of the supported
+# deployment, and asrbatch's own runtime dependencies (pyproject.toml), so that
+# `python -m asrbatch serve` runs there as where `pip install 'asrbatch[funasr]'` installed it.
+# torch is pinned to the CPU wheel this machine keeps (an unpinned torch resolves to a CUDA build
+# of several GB); kaldi-native-fbank (FunASR's "knf" extra) computes the fbank features, which
+# FunASR allows in place of torchaudio.
+FUNASR_VERSION = "1.4.16"
+FUNASR_GRADIO_VERSION = "6.31.0"
+ASRBATCH_REQUIREMENTS = (
+    "requests>=2.31",
+    "click>=8.1",
+    "pydub>=0.25",
+    "tenacity>=8.2",
+    "pyyaml>=6.0",
+    "watchdog>=6.0",
+    "audioop-lts; python_version>='3.13'",
+)
+FUNASR_REQUIREMENTS = (
+    "torch==2.13.0",
+    f"funasr[knf]=={FUNASR_VERSION}",
+    f"gradio=={FUNASR_GRADIO_VERSION}",
+    *ASRBATCH_REQUIREMENTS,
+)
 READY_MARKER = ".asrbatch-ready.json"
 START_TIMEOUT_SECONDS = 90.0
 STOP_TIMEOUT_SECONDS = 15.0
@@ -147,22 +174,21 @@ def _run_logged(command: Sequence[str | Path], log: Path) -> None:
         )
 
 
-def gradio_python(version: str) -> Path:
-    """The python of a venv with Gradio ``version`` and PocketSphinx, creating it if needed.
+def _build_venv(name: str, wanted: list[str], check: str) -> Path:
+    """The python of venv ``<cache>/<name>`` with ``wanted`` installed, creating it if needed.
 
     Safe to call from several processes at once (a file lock serialises creation); a venv is
-    used only once its ready marker is written, after the install and an import check passed.
-    Raises ServerEnvironmentError with the tail of the install log when creation fails.
+    used only once its ready marker is written, after the install and the ``check`` script
+    passed. Raises ServerEnvironmentError with the tail of the install log when creation fails.
     """
-    wanted = requirements(version)
     root = cache_dir()
-    venv = root / f"gradio-{version}"
+    venv = root / name
     if _is_ready(venv, wanted):
         return _venv_python(venv)
-    with _file_lock(root / f"gradio-{version}.lock"):
+    with _file_lock(root / f"{name}.lock"):
         if _is_ready(venv, wanted):  # another process finished it while we waited
             return _venv_python(venv)
-        log = root / f"gradio-{version}.log"
+        log = root / f"{name}.log"
         log.write_text("", encoding="utf-8")
         shutil.rmtree(venv, ignore_errors=True)
         started = time.monotonic()
@@ -171,10 +197,6 @@ def gradio_python(version: str) -> Path:
         _run_logged(
             [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input", *wanted],
             log,
-        )
-        check = (
-            "import gradio, pocketsphinx, sys; "
-            f"sys.exit(0 if gradio.__version__ == {version!r} else 'found gradio ' + gradio.__version__)"
         )
         _run_logged([python, "-c", check], log)
         marker = venv / READY_MARKER
@@ -185,6 +207,35 @@ def gradio_python(version: str) -> Path:
         )
         os.replace(partial, marker)
         return python
+
+
+def gradio_python(version: str) -> Path:
+    """The python of a venv with Gradio ``version`` and PocketSphinx, creating it if needed."""
+    check = (
+        "import gradio, pocketsphinx, sys; "
+        f"sys.exit(0 if gradio.__version__ == {version!r} else 'found gradio ' + gradio.__version__)"
+    )
+    return _build_venv(f"gradio-{version}", requirements(version), check)
+
+
+def funasr_requirements() -> list[str]:
+    """The pip requirements of the funasr engine's venv."""
+    return [*FUNASR_REQUIREMENTS, *COMMON_REQUIREMENTS]
+
+
+def funasr_python() -> Path:
+    """The python of the venv with FunASR, CPU torch, Gradio and PocketSphinx, creating it if needed.
+
+    The check imports AutoModel (FunASR registers its model classes on import) and requires
+    the CPU build of torch, so a CUDA wheel pulled in by accident fails the build.
+    """
+    check = (
+        "import sys, torch, gradio, pocketsphinx, funasr; from funasr import AutoModel; "
+        "found = (funasr.__version__, gradio.__version__, torch.version.cuda); "
+        f"sys.exit(0 if found == ({FUNASR_VERSION!r}, {FUNASR_GRADIO_VERSION!r}, None) "
+        "else f'found funasr, gradio, cuda {found}')"
+    )
+    return _build_venv(f"funasr-{FUNASR_VERSION}", funasr_requirements(), check)
 
 
 def free_port() -> int:
@@ -337,14 +388,17 @@ def start_server(
     host: str | None = "127.0.0.1",
     log_dir: Path | None = None,
     start_timeout: float = START_TIMEOUT_SECONDS,
+    python: Path | None = None,
 ) -> ServerProcess:
     """Start the reference server from the Gradio ``version`` venv and wait until it answers.
 
     ``port=None`` picks a free one; ``auth`` sets the login variables; ``host=None`` leaves the
     bind address to the server's default. Uploads go to ``<log_dir>/uploads`` unless
-    ``extra_args`` names ``--temp-dir``. Use as a context manager, or call ``stop()``.
+    ``extra_args`` names ``--temp-dir``. ``python`` runs the server from another venv (the
+    funasr one, ``funasr_python()``), whose Gradio is ``version``. Use as a context manager,
+    or call ``stop()``.
     """
-    python = gradio_python(version)
+    python = python or gradio_python(version)
     log_dir = Path(log_dir or tempfile.mkdtemp(prefix=f"asrbatch-server-{version}-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     process_env = {k: v for k, v in os.environ.items() if k not in CREDENTIAL_VARIABLES}
@@ -455,21 +509,36 @@ def server_factory(
 # --- command line ----------------------------------------------------------------------------
 
 
-def _prepare(versions: Sequence[str]) -> int:
-    def build(version: str) -> tuple[str, float, str | None]:
+FUNASR = "funasr"
+
+
+def _prepare_funasr() -> str:
+    """The funasr venv and the tiny model folders its tests load; returns a line about them."""
+    if str(REPO) not in sys.path:  # run as a script
+        sys.path.insert(0, str(REPO))
+    from tests.support.funasr_models import build_tiny_models  # imports this module
+
+    python = funasr_python()
+    models = build_tiny_models()
+    return f"{python}; models in {models.asr.parent}"
+
+
+def _prepare(names: Sequence[str]) -> int:
+    def build(name: str) -> tuple[str, float, str | None]:
         started = time.monotonic()
         try:
-            python = gradio_python(version)
+            outcome = _prepare_funasr() if name == FUNASR else str(gradio_python(name))
         except ServerEnvironmentError as error:
-            return version, time.monotonic() - started, str(error)
-        return version, time.monotonic() - started, str(python)
+            return name, time.monotonic() - started, f"FAILED: {error}"
+        return name, time.monotonic() - started, outcome
 
     failed = 0
-    with ThreadPoolExecutor(max_workers=len(versions)) as pool:
-        for version, seconds, outcome in pool.map(build, versions):
-            ok = outcome is not None and outcome.endswith("python")
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        for name, seconds, outcome in pool.map(build, names):
+            ok = outcome is not None and not outcome.startswith("FAILED")
             failed += not ok
-            print(f"gradio {version}: {'ready' if ok else 'FAILED'} in {seconds:.1f} s: {outcome}")
+            label = f"funasr {FUNASR_VERSION}" if name == FUNASR else f"gradio {name}"
+            print(f"{label}: {'ready' if ok else 'FAILED'} in {seconds:.1f} s: {outcome}")
     return 1 if failed else 0
 
 
@@ -481,15 +550,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         nargs="+",
         metavar="VERSION",
         required=True,
-        help=f"Gradio versions to build venvs for, or 'all' ({', '.join(GRADIO_VERSIONS)})",
+        help=f"Gradio versions to build venvs for, '{FUNASR}' (the funasr engine's venv and its "
+        f"tiny models), or 'all' ({', '.join(GRADIO_VERSIONS)}, {FUNASR})",
     )
     args = parser.parse_args(argv)
-    versions = list(GRADIO_VERSIONS) if "all" in args.prepare else args.prepare
-    unknown = [v for v in versions if v not in REQUIREMENTS]
+    names = [*GRADIO_VERSIONS, FUNASR] if "all" in args.prepare else args.prepare
+    unknown = [name for name in names if name not in REQUIREMENTS and name != FUNASR]
     if unknown:
-        parser.error(f"unknown Gradio versions {unknown}: choose from {GRADIO_VERSIONS}")
+        parser.error(f"unknown Gradio versions {unknown}: choose from {GRADIO_VERSIONS} or {FUNASR}")
     print(f"server venvs in {cache_dir()}")
-    return _prepare(versions)
+    return _prepare(names)
 
 
 if __name__ == "__main__":
