@@ -8,10 +8,12 @@ minor release that adds or drops a parameter is handled without a version table.
 from __future__ import annotations
 
 import inspect
+import os
 import re
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import gradio as gr
 
@@ -32,15 +34,25 @@ def blocks_options() -> dict[str, Any]:
     return options
 
 
-def audio_input(label: str, sources: Sequence[Any]) -> Any:
-    """A ``gr.Audio`` handing the handler a file path, from the given sources.
+def interface_options() -> dict[str, Any]:
+    """Extra ``gr.Interface`` arguments: no flagging (3.x writes a ``flagged/`` folder at start)."""
+    options: dict[str, Any] = {"analytics_enabled": False}
+    if _accepts(gr.Interface.__init__, "flagging_mode"):
+        options["flagging_mode"] = "never"
+    else:
+        options["allow_flagging"] = "never"
+    return options
+
+
+def audio_input(label: str, sources: Sequence[Any], kind: Literal["filepath", "numpy"] = "filepath") -> Any:
+    """A ``gr.Audio`` handing the handler a file path (or ``kind="numpy"``: rate and samples).
 
     Gradio 4 and later take a list ``sources=``; Gradio 3 takes a single ``source=``.
     """
     if _accepts(gr.Audio.__init__, "sources"):
-        return gr.Audio(label=label, sources=list(sources), type="filepath")
+        return gr.Audio(label=label, sources=list(sources), type=kind)
     legacy: dict[str, Any] = {"source": sources[0]}  # one source only, and no such parameter on 4+
-    return gr.Audio(label=label, type="filepath", **legacy)
+    return gr.Audio(label=label, type=kind, **legacy)
 
 
 def file_path(value: Any) -> Path | None:
@@ -117,16 +129,145 @@ def guard_audio_input(component: Any, max_file_size: int | None, on_reject: Call
     component.preprocess = preprocess
 
 
-def enable_queue(demo: Any, concurrency: int) -> None:
+def enable_queue(demo: Any, concurrency: int, api_open: bool = True) -> None:
     """Queue events, running at most ``concurrency`` of each at once.
 
     Gradio 4+ limits per event (``default_concurrency_limit``); Gradio 3 has one pool of
-    workers (``concurrency_count``). Either way the REST routes stay open for scripted clients.
+    workers (``concurrency_count``). With ``api_open`` the REST routes stay open for scripted
+    clients; without, only the queue routes run events (see the module docstring).
     """
     if _accepts(demo.queue, "default_concurrency_limit"):
-        demo.queue(default_concurrency_limit=concurrency)
+        demo.queue(default_concurrency_limit=concurrency, api_open=api_open)
     else:
-        demo.queue(concurrency_count=concurrency, api_open=True)
+        demo.queue(concurrency_count=concurrency, api_open=api_open)
+
+
+# --- file inputs must be uploads ------------------------------------------------------------------
+
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+FETCHABLE_SCHEMES = ("http://", "https://")
+FILE_COMPONENTS: tuple[type, ...] = tuple(
+    getattr(gr, name) for name in ("Audio", "File", "Video", "Image", "UploadButton") if hasattr(gr, name)
+)
+
+
+class RefusedInput(Exception):
+    """A file input names something other than a file uploaded to this server."""
+
+
+def upload_folder() -> Path:
+    """Where this Gradio keeps uploads (and 3.x its decoded data URLs), symlinks resolved.
+
+    Every generation uses ``$GRADIO_TEMP_DIR``, else ``<system temp>/gradio``.
+    """
+    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
+
+
+def named_files(value: Any, takes_files: bool) -> list[str]:
+    """The paths or URLs an input value makes Gradio open or fetch, whatever the generation.
+
+    Gradio 4+ file values are ``{"path": ...}`` (FileData); Gradio 3 values are ``{"name": ...,
+    "data": <data URL>}`` (contents inline: nothing named) or ``{"name": <path>, "is_file":
+    true}``. A plain string counts only for a file-taking component; data URLs are contents.
+    """
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [name for item in value for name in named_files(item, takes_files)]
+    if isinstance(value, Path):
+        return [str(value)]
+    if isinstance(value, str):
+        return [value] if takes_files and value and not value.startswith("data:") else []
+    if isinstance(value, dict):
+        names = []
+        if isinstance(value.get("path"), str) and value["path"]:
+            names.append(value["path"])
+        if (
+            isinstance(value.get("name"), str)
+            and value["name"]
+            and (value.get("is_file") or not value.get("data"))
+        ):
+            names.append(value["name"])
+        return names
+    return []
+
+
+def check_named_file(name: str, allowed: Path, allow_urls: bool) -> None:
+    """Raise RefusedInput unless ``name`` is inside ``allowed`` (or a permitted URL)."""
+    if _URL.match(name):
+        if allow_urls and name.lower().startswith(FETCHABLE_SCHEMES):
+            return
+        hint = "" if allow_urls else " (start it with --allow-url-inputs to allow http and https)"
+        raise RefusedInput(
+            f"{name!r} is a URL: this server does not fetch files a request names{hint}; "
+            "send the file itself instead"
+        )
+    resolved = Path(os.path.realpath(name))
+    if resolved != allowed and allowed not in resolved.parents:
+        raise RefusedInput(
+            f"{name!r} is not a file uploaded to this server: upload the file first "
+            "(POST /upload, under /gradio_api on Gradio 5 and later) and pass the path it returns, "
+            "or on Gradio 3 send its contents as a data URL"
+        )
+
+
+def _input_components(demo: Any, function: Any) -> list[Any] | None:
+    """The input components of the event ``function`` (an fn_index on 3.x/4.1x, else a
+    BlockFunction), or None when this Gradio's layout is not known."""
+    if isinstance(function, int):
+        try:
+            return [demo.blocks[i] for i in demo.dependencies[function]["inputs"]]
+        except (AttributeError, IndexError, KeyError, TypeError):
+            return None
+    inputs = getattr(function, "inputs", None)
+    return list(inputs) if isinstance(inputs, (list, tuple)) else None
+
+
+def guard_file_inputs(demo: Any, allow_urls: bool, on_reject: Callable[[], None]) -> None:
+    """Make every event refuse file inputs outside the upload folder, before Gradio reads them.
+
+    Gradio 3.50 and 4.16 open any path a request names (``{"name": "/etc/passwd", "is_file":
+    true}``, ``{"path": ...}``); 4.44+ refuse outside paths but fetch ``http(s)`` URLs named as
+    a file's path. The check wraps ``Blocks.preprocess_data``, which every route (REST, queue,
+    ``/call``) passes through before any file is copied or downloaded, and raises ``gr.Error``
+    so the client reads why. ``on_reject`` is called for every refused request.
+    """
+    original = demo.preprocess_data
+
+    def check(function: Any, inputs: Any) -> None:
+        allowed = upload_folder()
+        components = _input_components(demo, function)
+        values = list(inputs) if isinstance(inputs, (list, tuple)) else []
+        for index, value in enumerate(values):
+            component = components[index] if components and index < len(components) else None
+            takes_files = component is not None and isinstance(component, FILE_COMPONENTS)
+            for name in named_files(value, takes_files):
+                try:
+                    check_named_file(name, allowed, allow_urls)
+                except RefusedInput as error:
+                    on_reject()
+                    label = getattr(component, "label", None) or f"input {index}"
+                    raise gr.Error(f"{label}: {error}") from None
+
+    def arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
+        function = args[0] if args else kwargs.get("block_fn", kwargs.get("fn_index"))
+        inputs = args[1] if len(args) > 1 else kwargs.get("inputs")
+        return function, inputs
+
+    if inspect.iscoroutinefunction(original):
+
+        async def preprocess_async(*args: Any, **kwargs: Any) -> Any:
+            check(*arguments(args, kwargs))
+            return await original(*args, **kwargs)
+
+        demo.preprocess_data = preprocess_async
+    else:
+
+        def preprocess(*args: Any, **kwargs: Any) -> Any:
+            check(*arguments(args, kwargs))
+            return original(*args, **kwargs)
+
+        demo.preprocess_data = preprocess
 
 
 def launch_options(

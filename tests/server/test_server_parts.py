@@ -274,8 +274,12 @@ def test_sphinx_recognizes_and_times_words(tmp_path: Path) -> None:
     decode_to_wav(tmp_path / "raw.wav", wav)
     result = engine.transcribe(wav, ["ignored"], 1)
     assert "morning" in result.text
-    assert [s.text for s in result.segments] == result.text.split()
-    assert all(s.start < s.end for s in result.segments)
+    assert [w.text for w in result.words] == result.text.split()
+    assert all(w.start < w.end for w in result.words)
+    # One utterance: one sentence spanning the words.
+    assert [(s.start, s.end, s.text) for s in result.segments] == [
+        (result.words[0].start, result.words[-1].end, result.text)
+    ]
 
 
 def test_sphinx_model_resolution(tmp_path: Path) -> None:
