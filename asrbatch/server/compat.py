@@ -1,8 +1,62 @@
 """Every difference between the Gradio generations the server runs on, in one place.
 
 Supported deployment: Gradio 6.x. Also run in tests: 4.44 and 3.50, the generations the
-Paraformer WebUI is found on. Differences are detected from signatures where possible, so a
-minor release that adds or drops a parameter is handled without a version table.
+Paraformer WebUI is found on, and 4.16, the last 4.x before ``/call``. Differences are
+detected from signatures where possible, so a minor release that adds or drops a parameter is
+handled without a version table.
+
+Measured on 127.0.0.1 with this server (Python 3.11; pins in tests/support/servers.py):
+
+File inputs (``guard_file_inputs``). Without the guard, Gradio 3.50 opens any path a request
+names as a file value (``{"name": "/etc/passwd", "data": null, "is_file": true}``), and 4.16
+copies any ``{"path": ...}`` into its cache (its ``move_files_to_cache`` has no upload-folder
+check); 4.44 and 6.x refuse paths outside the upload folder but fetch ``http(s)`` URLs given as
+a file's ``path`` (6.x resolves the host first, then refuses private addresses). With the
+guard, every generation answers a path outside ``$GRADIO_TEMP_DIR`` (else ``<tmp>/gradio``) or
+a URL with the event's error, before anything is opened: 3.x ``/api/predict`` 500 ``{"error":
+"\"Audio: '/etc/passwd' is not a file uploaded to this server: ...\""}`` (quoted); 4.x
+``/api/predict`` 500 with the same, ``/queue/data`` ``process_completed`` ``{"success": false,
+"output": {"error": ...}}``, 4.44 ``/call`` ``event: error`` + ``data: null`` (4.44 hides every
+message there); 6.x 500 / ``event: error`` + ``{"error": "Audio: ...", "visible": true}``.
+
+``queue(api_open=False)`` (``--api-open false``):
+
+- 3.50: ``/api/predict/``, ``/run/predict`` and ``/api/<name>/`` answer 404 ``{"detail": "Not
+  Found"}``; only the websocket ``/queue/join`` runs events (``send_hash`` -> ``{"fn_index",
+  "session_hash"}``, ``send_data`` -> ``{"data", "event_data", "fn_index", "session_hash"}``,
+  then ``estimation``, ``process_starts``, ``process_completed`` with ``output.data``).
+  ``/upload``, ``/config`` and ``/info`` still answer.
+- 4.16, 4.44, 6.31: ``{prefix}/api/predict/`` and ``/run/...`` answer 404 ``{"detail": "This API
+  endpoint does not accept direct HTTP POST requests. Please join the queue to use this API."}``;
+  ``{prefix}/queue/join`` works, and so does ``{prefix}/call/<api_name>`` where it exists (4.44,
+  6.x: it goes through the queue).
+
+Generators (``--app streaming``): on every generation ``{prefix}/api/predict/`` answers only the
+first partial, ``{"data": ["i would like"], "is_generating": true, ...}``, and the rest is lost:
+a client must not take that as the transcript. Through the queue the partials arrive as
+``process_generating`` messages: 3.50 (websocket) and 4.16 send each partial's full value and
+then ``process_completed`` with the last value and, still, ``"is_generating": true``; 4.44 and
+6.x send the first partial in full, later ones as diffs (``[["append", [], " a cup"]]``), and
+``process_completed`` with the full final value and ``"is_generating": false``.
+
+Gradio 4.16 on the wire (no ``/call`` yet: 404):
+
+- ``GET /config``: ``version`` ``4.16.0``, ``protocol`` ``sse_v1``, no ``api_prefix``, no
+  ``max_file_size`` (4.16's launch has no upload limit: the size is checked in the audio
+  input's preprocessing, as on 3.x); dependencies have ``api_name`` (the function's name)
+  but no ``id``, and ``queue: null``. ``/info`` answers (``/gradio_api/info`` is 404).
+- ``POST /upload`` (multipart ``files``) -> ``["<temp dir>/<sha1>/a.wav"]``; the file value is
+  ``{"path": ..., "orig_name": ..., "meta": {"_type": "gradio.FileData"}}``.
+- ``POST /api/predict/`` ``{"data", "fn_index", "event_data"}`` works (bypasses the queue) while
+  ``api_open`` is true.
+- ``POST /queue/join`` ``{"data": [...], "fn_index": 0, "event_data": null, "session_hash":
+  "s1"}`` -> 200 ``{"event_id": "..."}`` (no session_hash: 400 ``{"detail": "No session hash
+  provided."}``); then ``GET /queue/data?session_hash=s1`` streams ``text/event-stream`` lines
+  ``data: {"msg": "estimation", "event_id", "rank", "queue_size", "rank_eta"}``, ``data:
+  {"msg": "process_starts", "event_id", "eta"}``, ``data: {"msg": "process_completed",
+  "event_id", "output": {"data": [...], "is_generating": false, "duration", "average_duration"},
+  "success": true}`` (JSON with spaces after separators; 4.44+ write it compact). A failure is
+  ``process_completed`` with ``"success": false`` and ``"output": {"error": "<quoted message>"}``.
 """
 
 from __future__ import annotations
@@ -151,6 +205,13 @@ FILE_COMPONENTS: tuple[type, ...] = tuple(
 )
 
 
+UPLOAD_HINT = (
+    "send the file's contents as a data URL, or upload it (POST /upload) and pass the path that returns"
+    if MAJOR < 4
+    else f"upload the file first (POST {'/gradio_api' if MAJOR >= 5 else ''}/upload) and pass the path that returns"
+)
+
+
 class RefusedInput(Exception):
     """A file input names something other than a file uploaded to this server."""
 
@@ -204,11 +265,7 @@ def check_named_file(name: str, allowed: Path, allow_urls: bool) -> None:
         )
     resolved = Path(os.path.realpath(name))
     if resolved != allowed and allowed not in resolved.parents:
-        raise RefusedInput(
-            f"{name!r} is not a file uploaded to this server: upload the file first "
-            "(POST /upload, under /gradio_api on Gradio 5 and later) and pass the path it returns, "
-            "or on Gradio 3 send its contents as a data URL"
-        )
+        raise RefusedInput(f"{name!r} is not a file uploaded to this server: {UPLOAD_HINT}")
 
 
 def _input_components(demo: Any, function: Any) -> list[Any] | None:
