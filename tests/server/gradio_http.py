@@ -213,7 +213,12 @@ def queue_websocket(base: str, fn_index: int, data: list[Any]) -> Outcome:
                 if kind == "send_hash":
                     await connection.send(json.dumps({"fn_index": fn_index, "session_hash": session_hash}))
                 elif kind == "send_data":
-                    body = {"data": data, "event_data": None, "fn_index": fn_index, "session_hash": session_hash}
+                    body = {
+                        "data": data,
+                        "event_data": None,
+                        "fn_index": fn_index,
+                        "session_hash": session_hash,
+                    }
                     await connection.send(json.dumps(body))
                 elif kind == "process_generating":
                     partials.append(message["output"]["data"])
