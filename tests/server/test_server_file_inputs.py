@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -72,10 +73,15 @@ def config(gradio_server: ServerProcess, session: requests.Session) -> dict[str,
 
 @pytest.fixture
 def secret(tmp_path: Path, speech_clips: list[tuple[str, Path]]) -> Path:
-    """Real speech outside the server's upload folder: if it were read, it would be transcribed."""
+    """Real speech outside the server's upload folder: if it were read, it would be transcribed.
+
+    An ID3v1 tag with a fresh id at its end makes its bytes its own, so a copy of it anywhere
+    is a copy of this file, not of the same clip uploaded by another test.
+    """
     path = tmp_path / "private" / "secret.mp3"
     path.parent.mkdir()
-    path.write_bytes(speech_clips[1][1].read_bytes())
+    tag = (b"TAG" + uuid.uuid4().hex.encode()).ljust(128, b"\0")
+    path.write_bytes(speech_clips[1][1].read_bytes() + tag)
     return path
 
 
