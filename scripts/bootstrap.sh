@@ -19,6 +19,8 @@ need_pkgs=()
 command -v ffmpeg >/dev/null || need_pkgs+=(ffmpeg)
 if (( with_test )); then
     command -v sox >/dev/null || need_pkgs+=(sox)
+    # Self-signed certificates for the TLS tests of the openai and funasr-ws protocols.
+    command -v openssl >/dev/null || need_pkgs+=(openssl)
     command -v text2wave >/dev/null || need_pkgs+=(festival)
     [[ -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts ]] || need_pkgs+=(festvox-us-slt-hts)
     # The operations tests: the HTML report in headless Chromium, and the scheduling files checked

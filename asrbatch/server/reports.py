@@ -119,6 +119,7 @@ def system_info(facts: ServerFacts, counters: Counters) -> str:
             f"- Files recognised: {counters.files_recognised}",
             f"- Audio processed: {counters.audio_seconds:.1f} s",
             f"- Engine busy: {counters.busy_seconds:.3f} s",
+            f"- Engine runs at once, most: {counters.peak_running}",
             f"- Concurrency limit: {facts.concurrency}",
             f"- Max file size: {format_size(facts.max_file_size)}",
         ]

@@ -1,7 +1,10 @@
-"""Start the reference server: options -> environment -> engine -> Gradio app -> launch.
+"""Start the reference server: options -> environment -> engine -> protocol front -> serve.
 
-Gradio is imported only after the temp directory is set in the environment, because some
-Gradio versions read ``GRADIO_TEMP_DIR`` when their modules load.
+Each protocol has a front module with ``describe(options)`` and ``run(options, recognizer)``:
+``gradio_front`` (the Gradio app shapes), ``openai_api`` (funasr-server's HTTP API) and
+``funasr_ws`` (the FunASR runtime WebSocket server). Gradio is imported only after the temp
+directory is set in the environment, because some Gradio versions read ``GRADIO_TEMP_DIR`` when
+their modules load.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from asrbatch.server.audio import FfmpegMissing, find_ffmpeg
 from asrbatch.server.engines import EngineUnavailable, create_engine
@@ -70,6 +74,44 @@ def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _import_front(protocol: str) -> Any:
+    """The module serving ``protocol``; raises ImportError when its libraries are missing."""
+    if protocol == "openai":
+        from asrbatch.server import openai_api
+
+        return openai_api
+    if protocol == "funasr-ws":
+        from asrbatch.server import funasr_ws
+
+        return funasr_ws
+    from asrbatch.server import gradio_front
+
+    return gradio_front
+
+
+def _warn_if_exposed(options: ServerOptions) -> None:
+    if is_loopback(options.host):
+        return
+    if options.protocol == "gradio" and options.auth is None:
+        log.warning(
+            "listening on %s without a login: anyone who can reach this port can use the "
+            "server (set ASRBATCH_SERVER_USERNAME and ASRBATCH_SERVER_PASSWORD)",
+            options.host,
+        )
+    elif options.protocol == "openai" and options.api_key is None:
+        log.warning(
+            "listening on %s without an API key: anyone who can reach this port can use the "
+            "server (set ASRBATCH_SERVE_API_KEY)",
+            options.host,
+        )
+    elif options.protocol == "funasr-ws":
+        log.warning(
+            "listening on %s: the FunASR WebSocket protocol has no login; anyone who can reach "
+            "this port can use the server",
+            options.host,
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the server until interrupted; return the process exit status (see --help)."""
     try:
@@ -91,11 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"asrbatch server: cannot start: {error}", file=sys.stderr)
         return EXIT_CANNOT_START
     try:
-        from asrbatch.server import app, compat
+        front = _import_front(options.protocol)
     except ImportError as error:
         print(
-            f"asrbatch server: cannot start: gradio cannot be imported ({error}): "
-            "pip install 'asrbatch[server]'",
+            f"asrbatch server: cannot start: the {options.protocol} protocol's libraries cannot be "
+            f"imported ({error}): pip install 'asrbatch[server]'",
             file=sys.stderr,
         )
         return EXIT_CANNOT_START
@@ -113,29 +155,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         work_dir=work_dir,
         max_file_size=options.max_file_size,
     )
-    facts = app.server_facts(engine, options.concurrency, options.max_file_size)
-    demo = app.build_app(recognizer, facts)
-    compat.enable_queue(demo, options.concurrency)
-    if not is_loopback(options.host) and options.auth is None:
-        log.warning(
-            "listening on %s without a login: anyone who can reach this port can use the "
-            "server (set ASRBATCH_SERVER_USERNAME and ASRBATCH_SERVER_PASSWORD)",
-            options.host,
-        )
+    _warn_if_exposed(options)
     log.info(
-        "event=start engine=%s model=%s device=%s gradio=%s host=%s port=%d concurrency=%d login=%s",
+        "event=start protocol=%s engine=%s model=%s device=%s %s host=%s port=%d concurrency=%d",
+        options.protocol,
         engine.name,
         engine.model,
         engine.device,
-        compat.VERSION,
+        front.describe(options),
         options.host,
         options.port,
         options.concurrency,
-        "on" if options.auth else "off",
     )
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    if options.protocol == "gradio":
+        signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
-        demo.launch(**compat.launch_options(options.host, options.port, options.auth, options.max_file_size))
+        front.run(options, recognizer)
     except OSError as error:
         print(f"asrbatch server: cannot start: {error}", file=sys.stderr)
         return EXIT_CANNOT_START

@@ -11,7 +11,7 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -67,6 +67,8 @@ class Counters:
     uptime_seconds: float
     busy_seconds: float = 0.0
     """Time recognitions held an engine slot (the GPU's busy time), summed over requests."""
+    peak_running: int = 0
+    """The most engine runs that were under way at one moment (never above the concurrency limit)."""
 
 
 def parse_hotwords(*texts: str) -> list[str]:
@@ -76,6 +78,27 @@ def parse_hotwords(*texts: str) -> list[str]:
         for word in _HOTWORD_SEPARATORS.split(text or ""):
             if word:
                 words.setdefault(word, None)
+    return list(words)
+
+
+_UNSAFE_NAME_CHARACTERS = re.compile(r"[^\w.-]+")
+
+
+def safe_file_name(name: str | None, default: str) -> str:
+    """A client's file name fit to be a file in a scratch folder: no folders, no leading dot."""
+    cleaned = _UNSAFE_NAME_CHARACTERS.sub("_", Path(name or "").name).lstrip(".")
+    return cleaned[:120] or default
+
+
+def hotword_list(hotwords: str | Sequence[str]) -> list[str]:
+    """Hotwords as the engine gets them: a text is split like the WebUI's textbox; a list is
+    taken entry by entry (phrases stay whole), stripped and deduplicated."""
+    if isinstance(hotwords, str):
+        return parse_hotwords(hotwords)
+    words: dict[str, None] = {}
+    for word in hotwords:
+        if word.strip():
+            words.setdefault(word.strip(), None)
     return list(words)
 
 
@@ -118,6 +141,8 @@ class Recognizer:
         self._files = 0
         self._audio_seconds = 0.0
         self._busy_seconds = 0.0
+        self._running = 0
+        self._peak_running = 0
 
     def check_size(self, path: Path, what: str = "file") -> None:
         """Refuse a file larger than the configured maximum."""
@@ -147,22 +172,28 @@ class Recognizer:
     def recognize(
         self,
         audio: Path | None,
-        hotwords: str,
+        hotwords: str | Sequence[str],
         batch_size: int,
         *,
         hotword_file: Path | None = None,
         check_size: bool = True,
+        name: str | None = None,
     ) -> Recognition:
         """Recognise one file with the hotwords of ``hotwords`` and ``hotword_file``.
 
-        Counts it as a served (or failed) request. ``check_size=False`` when the size was
+        ``hotwords`` is the WebUI's textbox text (split on commas, spaces and new lines) or a
+        list of hotwords as a protocol delivers them; ``name`` is the file's name as the client
+        gave it (logs and errors), default the file's own. Counts it as a served (or failed) request. ``check_size=False`` when the size was
         checked on the bytes as received: Gradio 3 and 4 hand audio inputs over re-encoded as
         WAV, often larger than what the client sent.
         """
 
         def run() -> Recognition:
-            words = parse_hotwords(hotwords, self.read_hotword_file(hotword_file))
-            return self._recognize_file(audio, words, batch_size, None, check_size)
+            words = hotword_list(hotwords)
+            for word in parse_hotwords(self.read_hotword_file(hotword_file)):
+                if word not in words:
+                    words.append(word)
+            return self._recognize_file(audio, words, batch_size, name, check_size)
 
         return self._counted(run)
 
@@ -204,6 +235,7 @@ class Recognizer:
                 audio_seconds=self._audio_seconds,
                 uptime_seconds=self._clock() - self._started,
                 busy_seconds=self._busy_seconds,
+                peak_running=self._peak_running,
             )
 
     def _counted(self, work: Callable[[], T]) -> T:
@@ -242,6 +274,10 @@ class Recognizer:
             decode_seconds = self._clock() - decode_started
             # Time spent waiting for a slot is queueing, not processing.
             with self._slots:
+                with self._lock:
+                    self._running += 1
+                    running = self._running
+                    self._peak_running = max(self._peak_running, running)
                 engine_started = self._clock()
                 try:
                     result = self.engine.transcribe(wav, hotwords, batch_size)
@@ -249,16 +285,19 @@ class Recognizer:
                     busy = self._clock() - engine_started
                     with self._lock:
                         self._busy_seconds += busy
+                        self._running -= 1
                 elapsed = decode_seconds + busy
         with self._lock:
             self._files += 1
             self._audio_seconds += audio_seconds
+        # running: engine runs under way when this one started, itself included.
         log.info(
-            "event=recognize file=%s audio_s=%.2f processing_s=%.3f hotwords=%d status=ok",
+            "event=recognize file=%s audio_s=%.2f processing_s=%.3f hotwords=%d running=%d status=ok",
             display_name,
             audio_seconds,
             elapsed,
             len(hotwords),
+            running,
         )
         log.debug("event=recognize file=%s text=%r", display_name, result.text)
         return Recognition(display_name, result.text, audio_seconds, elapsed, len(hotwords), result)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -57,3 +58,24 @@ def undecodable_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("junk") / "broken.wav"
     path.write_bytes(bytes(range(256)) * 40)
     return path
+
+
+@pytest.fixture(scope="session")
+def self_signed_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(certificate, key) for 127.0.0.1, self-signed with the openssl CLI as server images ship."""
+    if shutil.which("openssl") is None:
+        pytest.fail("the openssl command is needed: apt-get install openssl", pytrace=False)
+    folder = tmp_path_factory.mktemp("tls")
+    certificate, key = folder / "server.crt", folder / "server.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(certificate)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return certificate, key
+
+
+def engine_runs_at_once(log: str) -> list[int]:
+    """The ``running=`` figure of every recognition in a server log."""
+    return [int(match) for match in re.findall(r"event=recognize .* running=(\d+) ", log)]

@@ -68,6 +68,74 @@ def test_simulate_options_have_two_spellings() -> None:
     assert long.engine.simulate_seconds_per_audio_second == 0.2
 
 
+def test_each_protocol_has_its_usual_port() -> None:
+    ports = {
+        protocol: parse_options(["--protocol", protocol], {}).port
+        for protocol in ("gradio", "openai", "funasr-ws")
+    }
+    assert ports == {"gradio": 7860, "openai": 8000, "funasr-ws": 10095}
+    assert parse_options(["--protocol", "openai", "--port", "9000"], {}).port == 9000
+    options = parse_options([], {})
+    assert (options.protocol, options.app, options.api_open, options.allow_url_inputs) == (
+        "gradio",
+        "paraformer",
+        True,
+        False,
+    )
+    shaped = parse_options(["--app", "multitab", "--api-open", "false", "--allow-url-inputs"], {})
+    assert (shaped.app, shaped.api_open, shaped.allow_url_inputs) == ("multitab", False, True)
+
+
+def test_api_key_comes_from_the_named_variable() -> None:
+    assert parse_options(["--protocol", "openai"], {}).api_key is None
+    assert parse_options(["--protocol", "openai"], {"ASRBATCH_SERVE_API_KEY": "k1"}).api_key == "k1"
+    named = parse_options(["--protocol", "openai", "--api-key-env", "MY_KEY"], {"MY_KEY": "k2"})
+    assert named.api_key == "k2"
+    # The key is the openai front's; the Gradio login stays the gradio front's.
+    login = {
+        "ASRBATCH_SERVER_USERNAME": "alice",
+        "ASRBATCH_SERVER_PASSWORD": "pw",
+        "ASRBATCH_SERVE_API_KEY": "k",
+    }
+    assert parse_options([], login).api_key is None
+    assert parse_options(["--protocol", "openai"], login).auth is None
+
+
+def test_tls_files_come_in_pairs(tmp_path: Path) -> None:
+    certificate, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    certificate.write_text("c")
+    key.write_text("k")
+    options = parse_options(
+        ["--protocol", "funasr-ws", "--certfile", str(certificate), "--keyfile", str(key)], {}
+    )
+    assert (options.certfile, options.keyfile) == (certificate, key)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--protocol", "openai", "--app", "simple"], "--app applies to --protocol gradio only"),
+        (["--protocol", "funasr-ws", "--api-open", "false"], "--api-open applies to --protocol gradio only"),
+        (["--api-key-env", "KEY"], "--api-key-env applies to --protocol openai only"),
+        (["--protocol", "openai", "--api-key-env", "UNSET_KEY"], "UNSET_KEY: the variable is not set"),
+        (["--protocol", "funasr-ws", "--certfile", "c.pem"], "give both --certfile and --keyfile"),
+        (
+            ["--protocol", "funasr-ws", "--certfile", "/no/c.pem", "--keyfile", "/no/k.pem"],
+            "no such file: /no/c.pem",
+        ),
+        (["--certfile", "/no/c.pem", "--keyfile", "/no/k.pem"], "apply to --protocol openai and funasr-ws"),
+        (["--api-open", "maybe"], "must be true or false"),
+    ],
+)
+def test_protocol_options_are_checked(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit:
+        parse_options(argv, {})
+    assert exit.value.code == 2
+    assert message in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("text", "size"),
     [
@@ -274,8 +342,12 @@ def test_sphinx_recognizes_and_times_words(tmp_path: Path) -> None:
     decode_to_wav(tmp_path / "raw.wav", wav)
     result = engine.transcribe(wav, ["ignored"], 1)
     assert "morning" in result.text
-    assert [s.text for s in result.segments] == result.text.split()
-    assert all(s.start < s.end for s in result.segments)
+    assert [w.text for w in result.words] == result.text.split()
+    assert all(w.start < w.end for w in result.words)
+    # One utterance: one sentence spanning the words.
+    assert [(s.start, s.end, s.text) for s in result.segments] == [
+        (result.words[0].start, result.words[-1].end, result.text)
+    ]
 
 
 def test_sphinx_model_resolution(tmp_path: Path) -> None:

@@ -3,7 +3,10 @@
 Each Gradio generation the client must handle gets its own venv (Gradio + PocketSphinx and the
 pins that make that old release work today) under ``$ASRBATCH_TEST_CACHE`` (default
 ``<repo>/.cache/test-envs``). The venvs are built once, under a file lock, and marked ready only
-after an import check passes, so concurrent test processes and interrupted builds are safe.
+after an import check passes, so concurrent test processes and interrupted builds are safe. A
+venv's folder name carries a short hash of its requirements (``gradio-6.31.0-1a2b3c4d``): a
+checkout that needs other packages builds its own venv beside the others instead of rebuilding
+one that another checkout is using.
 
 Create them all up front (in parallel) before running pytest::
 
@@ -18,6 +21,9 @@ In tests, use the fixtures (the root conftest imports them)::
         server = server_factory("6.31.0", extra_args=["--concurrency", "2"])
         server.restart()
 
+    def test_old_queue(server_factory):          # Gradio 4.16: a version only started on demand
+        server = server_factory("4.16.0", extra_args=["--app", "simple"])
+
 or directly: ``with start_server("4.44.1") as server: ...``.
 
 The funasr engine has a venv of its own (FunASR, the CPU build of torch, Gradio 6.31 and
@@ -30,11 +36,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -51,8 +59,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 GRADIO_VERSIONS = ("3.50.2", "4.44.1", "6.31.0")
-# What every server venv needs besides Gradio: the default engine.
-COMMON_REQUIREMENTS = ("pocketsphinx>=5,<6",)
+"""The versions every ``gradio_server`` test runs on."""
+EXTRA_GRADIO_VERSIONS = ("4.16.0",)
+"""Versions with a venv recipe that tests start on demand (``server_factory("4.16.0")``)."""
+ALL_GRADIO_VERSIONS = (*GRADIO_VERSIONS, *EXTRA_GRADIO_VERSIONS)
+# What every server venv needs besides Gradio: the default engine, and the WebSocket library of the
+# funasr-ws front (Gradio 3.50 and 4.x bring a version of their own; 6.x none).
+COMMON_REQUIREMENTS = ("pocketsphinx>=5,<6", "websockets>=11")
 # Old Gradio releases resolve today's dependencies into versions they cannot run with.
 REQUIREMENTS = {
     # GET / answers 500 with newer fastapi/starlette/pydantic; numpy 2 breaks its pandas use.
@@ -76,6 +89,19 @@ REQUIREMENTS = {
         "pydantic==2.9.2",
         "httpx==0.27.2",
         "uvicorn==0.30.6",
+    ),
+    # The last 4.x before /call existed (only /queue/join + /queue/data, protocol sse_v1). Today's
+    # huggingface_hub, fastapi/starlette and pydantic break it as they break 4.44; these are the
+    # releases of January 2024. gradio_client 0.8.1 caps websockets below 12.
+    "4.16.0": (
+        "gradio==4.16.0",
+        "huggingface_hub==0.20.3",
+        "fastapi==0.109.0",
+        "starlette==0.35.1",
+        "pydantic==2.5.3",
+        "httpx==0.26.0",
+        "uvicorn==0.27.0",
+        "numpy<2",
     ),
     "6.31.0": ("gradio==6.31.0",),
 }
@@ -121,8 +147,14 @@ def cache_dir() -> Path:
 def requirements(version: str) -> list[str]:
     """The pip requirements of the venv for Gradio ``version``."""
     if version not in REQUIREMENTS:
-        raise ValueError(f"no server venv recipe for Gradio {version}: use one of {GRADIO_VERSIONS}")
+        raise ValueError(f"no server venv recipe for Gradio {version}: use one of {ALL_GRADIO_VERSIONS}")
     return [*REQUIREMENTS[version], *COMMON_REQUIREMENTS]
+
+
+def venv_dir(version: str) -> Path:
+    """The folder of the venv for Gradio ``version``: its requirements' hash is in the name."""
+    digest = hashlib.sha256("\n".join(requirements(version)).encode()).hexdigest()[:8]
+    return cache_dir() / f"gradio-{version}-{digest}"
 
 
 def _venv_python(venv: Path) -> Path:
@@ -174,21 +206,19 @@ def _run_logged(command: Sequence[str | Path], log: Path) -> None:
         )
 
 
-def _build_venv(name: str, wanted: list[str], check: str) -> Path:
-    """The python of venv ``<cache>/<name>`` with ``wanted`` installed, creating it if needed.
+def _build_venv(venv: Path, wanted: list[str], check: str) -> Path:
+    """The python of the venv at ``venv`` with ``wanted`` installed, creating it if needed.
 
     Safe to call from several processes at once (a file lock serialises creation); a venv is
     used only once its ready marker is written, after the install and the ``check`` script
     passed. Raises ServerEnvironmentError with the tail of the install log when creation fails.
     """
-    root = cache_dir()
-    venv = root / name
     if _is_ready(venv, wanted):
         return _venv_python(venv)
-    with _file_lock(root / f"{name}.lock"):
+    with _file_lock(venv.with_name(venv.name + ".lock")):
         if _is_ready(venv, wanted):  # another process finished it while we waited
             return _venv_python(venv)
-        log = root / f"{name}.log"
+        log = venv.with_name(venv.name + ".log")
         log.write_text("", encoding="utf-8")
         shutil.rmtree(venv, ignore_errors=True)
         started = time.monotonic()
@@ -212,10 +242,10 @@ def _build_venv(name: str, wanted: list[str], check: str) -> Path:
 def gradio_python(version: str) -> Path:
     """The python of a venv with Gradio ``version`` and PocketSphinx, creating it if needed."""
     check = (
-        "import gradio, pocketsphinx, sys; "
+        "import gradio, pocketsphinx, websockets, fastapi, uvicorn, multipart, sys; "
         f"sys.exit(0 if gradio.__version__ == {version!r} else 'found gradio ' + gradio.__version__)"
     )
-    return _build_venv(f"gradio-{version}", requirements(version), check)
+    return _build_venv(venv_dir(version), requirements(version), check)
 
 
 def funasr_requirements() -> list[str]:
@@ -235,7 +265,9 @@ def funasr_python() -> Path:
         f"sys.exit(0 if found == ({FUNASR_VERSION!r}, {FUNASR_GRADIO_VERSION!r}, None) "
         "else f'found funasr, gradio, cuda {found}')"
     )
-    return _build_venv(f"funasr-{FUNASR_VERSION}", funasr_requirements(), check)
+    wanted = funasr_requirements()
+    digest = hashlib.sha256("\n".join(wanted).encode()).hexdigest()[:8]
+    return _build_venv(cache_dir() / f"funasr-{FUNASR_VERSION}-{digest}", wanted, check)
 
 
 def free_port() -> int:
@@ -246,15 +278,23 @@ def free_port() -> int:
 
 
 def _answers(url: str) -> bool:
-    """True once anything HTTP answers at ``url`` (a 401 from a login-protected app counts)."""
+    """True once anything HTTP answers at ``url`` (a 401 from a login-protected app counts, and
+    so does a WebSocket server's refusal of a plain GET). Certificates are not checked."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:
             response.read()
         return True
     except urllib.error.HTTPError:
         return True
     except (urllib.error.URLError, OSError):
         return False
+
+
+# What answers first once a server of each protocol is up.
+READY_PATHS = {"gradio": "/config", "openai": "/health", "funasr-ws": "/"}
 
 
 class ServerProcess:
@@ -268,6 +308,8 @@ class ServerProcess:
         port: int,
         log_path: Path,
         start_timeout: float = START_TIMEOUT_SECONDS,
+        protocol: str = "gradio",
+        tls: bool = False,
     ) -> None:
         self.version = version
         self.command = command
@@ -275,13 +317,22 @@ class ServerProcess:
         self.port = port
         self.log_path = log_path
         self.start_timeout = start_timeout
+        self.protocol = protocol
+        self.tls = tls
         self.process: subprocess.Popen[bytes] | None = None
         self.started_in: float | None = None
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:<port>``, no trailing slash."""
-        return f"http://127.0.0.1:{self.port}"
+        """``http://127.0.0.1:<port>`` (https with TLS; ws/wss for funasr-ws), no trailing slash."""
+        if self.protocol == "funasr-ws":
+            return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        """The same address as http(s), for probing it with plain HTTP."""
+        return self.url.replace("ws", "http", 1) if self.protocol == "funasr-ws" else self.url
 
     @property
     def pid(self) -> int | None:
@@ -289,7 +340,7 @@ class ServerProcess:
         return self.process.pid if self.process else None
 
     def start(self) -> ServerProcess:
-        """Start the process and wait until ``GET /config`` answers."""
+        """Start the process and wait until it answers (``GET /config`` for Gradio)."""
         if self.process is not None and self.process.poll() is None:
             raise ServerEnvironmentError(f"server on port {self.port} is already running")
         started = time.monotonic()
@@ -305,8 +356,9 @@ class ServerProcess:
                 cwd=REPO,
             )
         deadline = started + self.start_timeout
+        ready = self.http_url + READY_PATHS[self.protocol]
         while time.monotonic() < deadline:
-            if _answers(self.url + "/config"):
+            if _answers(ready):
                 self.started_in = time.monotonic() - started
                 return self
             try:
@@ -320,7 +372,7 @@ class ServerProcess:
             )
         self.kill()
         raise ServerEnvironmentError(
-            f"Gradio {self.version} server did not answer {self.url}/config within "
+            f"Gradio {self.version} server did not answer {ready} within "
             f"{self.start_timeout:.0f} s; last lines of {self.log_path}:\n{self.log_tail()}"
         )
 
@@ -373,14 +425,19 @@ class ServerProcess:
     ) -> None:
         self.stop()
 
+    def log_text(self) -> str:
+        """Everything the server wrote so far."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
     def __repr__(self) -> str:
-        return f"<ServerProcess gradio={self.version} url={self.url} pid={self.pid}>"
+        return f"<ServerProcess gradio={self.version} protocol={self.protocol} url={self.url} pid={self.pid}>"
 
 
 def start_server(
     version: str,
     *,
     engine: str = "sphinx",
+    protocol: str = "gradio",
     port: int | None = None,
     auth: tuple[str, str] | None = None,
     extra_args: Sequence[str] = (),
@@ -392,11 +449,12 @@ def start_server(
 ) -> ServerProcess:
     """Start the reference server from the Gradio ``version`` venv and wait until it answers.
 
-    ``port=None`` picks a free one; ``auth`` sets the login variables; ``host=None`` leaves the
-    bind address to the server's default. Uploads go to ``<log_dir>/uploads`` unless
-    ``extra_args`` names ``--temp-dir``. ``python`` runs the server from another venv (the
-    funasr one, ``funasr_python()``), whose Gradio is ``version``. Use as a context manager,
-    or call ``stop()``.
+    ``protocol`` is the server's ``--protocol`` (funasr-ws and openai run in the Gradio venvs
+    too); ``--certfile`` in ``extra_args`` makes its URL https/wss. ``port=None`` picks a free
+    one; ``auth`` sets the login variables; ``host=None`` leaves the bind address to the
+    server's default. Uploads go to ``<log_dir>/uploads`` unless ``extra_args`` names
+    ``--temp-dir``. ``python`` runs the server from another venv (the funasr one,
+    ``funasr_python()``), whose Gradio is ``version``. Use as a context manager, or call ``stop()``.
     """
     python = python or gradio_python(version)
     log_dir = Path(log_dir or tempfile.mkdtemp(prefix=f"asrbatch-server-{version}-"))
@@ -414,6 +472,8 @@ def start_server(
     for attempt in range(1, attempts + 1):
         chosen = port if port is not None else free_port()
         command = [str(python), "-m", "asrbatch.server", "--engine", engine, "--port", str(chosen)]
+        if protocol != "gradio":
+            command += ["--protocol", protocol]
         if host is not None:
             command += ["--host", host]
         if "--temp-dir" not in extra_args:
@@ -426,6 +486,8 @@ def start_server(
             chosen,
             log_dir / f"server-{chosen}.log",
             start_timeout,
+            protocol,
+            "--certfile" in extra_args,
         )
         try:
             return server.start()
@@ -551,13 +613,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="VERSION",
         required=True,
         help=f"Gradio versions to build venvs for, '{FUNASR}' (the funasr engine's venv and its "
-        f"tiny models), or 'all' ({', '.join(GRADIO_VERSIONS)}, {FUNASR})",
+        f"tiny models), or 'all' ({', '.join(ALL_GRADIO_VERSIONS)}, {FUNASR})",
     )
     args = parser.parse_args(argv)
-    names = [*GRADIO_VERSIONS, FUNASR] if "all" in args.prepare else args.prepare
+    names = [*ALL_GRADIO_VERSIONS, FUNASR] if "all" in args.prepare else args.prepare
     unknown = [name for name in names if name not in REQUIREMENTS and name != FUNASR]
     if unknown:
-        parser.error(f"unknown Gradio versions {unknown}: choose from {GRADIO_VERSIONS} or {FUNASR}")
+        parser.error(f"unknown Gradio versions {unknown}: choose from {ALL_GRADIO_VERSIONS} or {FUNASR}")
     print(f"server venvs in {cache_dir()}")
     return _prepare(names)
 

@@ -17,10 +17,13 @@ class Segment(NamedTuple):
 
 @dataclass(frozen=True)
 class EngineResult:
-    """The text an engine heard, with optional sentence or word timings."""
+    """The text an engine heard, with its sentence timings and, where the engine has them, word timings."""
 
     text: str
     segments: tuple[Segment, ...] = ()
+    """Sentences (or whole utterances), in order."""
+    words: tuple[Segment, ...] = ()
+    """Single words with their times, in order; empty when the engine gives none."""
 
 
 class EngineUnavailable(Exception):

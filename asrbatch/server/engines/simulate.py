@@ -7,7 +7,9 @@ spends is counted as the server's busy time (``Engine busy`` on the system-infor
 client's utilisation of the server is measured, not assumed. Never a default.
 
 ``{seconds}`` in the text is replaced by the audio's duration (``12.34``), so tests can tell
-which recording a transcript came from when many requests are in flight at once.
+which recording a transcript came from when many requests are in flight at once; ``{hotwords}``
+by the hotwords the request carried, comma-separated, so a test sees what reached the engine
+through each protocol.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from asrbatch.server.engines.base import EngineResult, EngineSettings, EngineUnavailable, Segment
 
 SECONDS_PLACEHOLDER = "{seconds}"
+HOTWORDS_PLACEHOLDER = "{hotwords}"
 
 
 def wav_duration(wav_path: Path) -> float:
@@ -54,8 +57,9 @@ class SimulatedEngine:
         return cls(settings.simulate_seconds_per_audio_second, settings.simulate_text)
 
     def transcribe(self, wav_path: Path, hotwords: list[str], batch_size: int) -> EngineResult:
-        """Wait, then return the configured text (``{seconds}`` filled in) as one segment."""
+        """Wait, then return the configured text (placeholders filled in) as one segment."""
         duration = wav_duration(wav_path)
         self._sleep(self.seconds_per_audio_second * duration)
         text = self.text.replace(SECONDS_PLACEHOLDER, f"{duration:.2f}")
+        text = text.replace(HOTWORDS_PLACEHOLDER, ",".join(hotwords))
         return EngineResult(text=text, segments=(Segment(0.0, duration, text),))

@@ -126,7 +126,7 @@ class SphinxEngine:
             raise EngineUnavailable(f"cannot load sphinx model {self._paths.label}: {error}") from error
 
     def transcribe(self, wav_path: Path, hotwords: list[str], batch_size: int) -> EngineResult:
-        """Decode the whole file as one utterance."""
+        """Decode the whole file as one utterance: one sentence segment, and its words timed."""
         try:
             decoder = self._idle.get_nowait()
         except queue.Empty:
@@ -143,4 +143,7 @@ class SphinxEngine:
         # Only a decoder that finished its utterance goes back; one that raised is dropped.
         self._idle.put(decoder)
         text = hypothesis.hypstr if hypothesis is not None else ""
-        return EngineResult(text=text.strip(), segments=words_to_segments(words))
+        timed = words_to_segments(words)
+        # The file is decoded as one utterance: one sentence, from its first word to its last.
+        sentences = (Segment(timed[0].start, timed[-1].end, text.strip()),) if timed else ()
+        return EngineResult(text=text.strip(), segments=sentences, words=timed)
