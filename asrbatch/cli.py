@@ -16,6 +16,7 @@ import click
 import asrbatch
 from asrbatch.config import Config, load_config
 from asrbatch.errors import AsrbatchError, ConfigError, ExitCode
+from asrbatch.fsutil import operator_error
 from asrbatch.job import run_job, stop_on_signals
 from asrbatch.log import close_logging, setup_logging
 from asrbatch.outcomes import FileOutcome, RunSummary
@@ -595,9 +596,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = cli.main(args=list(argv) if argv is not None else None, prog_name="asrbatch", standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("asrbatch: interrupted", err=True)
-        code = 130
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__context__, EOFError):  # click turns any EOFError into Abort: not a Ctrl-C
+            code = _bug(exc.__context__)
+        else:
+            click.echo("asrbatch: interrupted", err=True)
+            code = 130
     except click.ClickException as exc:
         exc.show()
         code = ExitCode.USAGE
@@ -611,13 +615,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("asrbatch: interrupted", err=True)
         code = 130
-    except Exception:  # a bug: crash loudly, with a code that no expected outcome uses
-        traceback.print_exc()
-        click.echo("asrbatch: internal error (this is a bug; please report it with the traceback above)", err=True)
-        code = ExitCode.INTERNAL
+    except OSError as exc:
+        # The machine in the way somewhere no expected error was raised for: still the operator's.
+        problem = operator_error(exc, exc.filename or "?", "cannot go on")
+        if problem is None:
+            code = _bug(exc)
+        else:
+            click.echo(f"asrbatch: error: {problem.message}", err=True)
+            click.echo(f"asrbatch: {problem.hint}", err=True)
+            log.debug("traceback", exc_info=True)
+            code = problem.exit_code
+    except Exception as exc:
+        code = _bug(exc)
     finally:
         close_logging()
     return int(code or 0)
+
+
+def _bug(exc: BaseException) -> int:
+    """A bug: crash loudly, with a code that no expected outcome uses."""
+    traceback.print_exception(exc)
+    click.echo("asrbatch: internal error (this is a bug; please report it with the traceback above)", err=True)
+    return int(ExitCode.INTERNAL)
 
 
 def entry() -> None:

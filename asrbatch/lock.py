@@ -32,8 +32,11 @@ class RunLock:
                 f"another asrbatch run holds {self.path}{f' (pid {holder})' if holder else ''}",
                 hint="nothing was done; this run will happen next time",
             )
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:  # who holds it, for the next run's message; the lock itself needs no disk space
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass
         self._held = stack
         return self
 

@@ -153,7 +153,11 @@ def setup_logging(
     root.propagate = False
 
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            log_file = None  # the folder cannot be made: the run itself says why, on the console
+    if log_file is not None:
         handler: logging.Handler = SharedFileHandler(log_file, max_bytes=max_bytes, backups=backups)
         handler.setLevel(logging.DEBUG if verbosity >= 2 else getattr(logging, file_level.upper()))
         handler.setFormatter(logging.Formatter(FORMAT))
