@@ -22,6 +22,8 @@ from asrbatch.errors import AudioError, FileError, TruncatedAudioError
 from tests.support import speech
 from tests.support.wer import normalise, wer
 
+pytestmark = pytest.mark.unit
+
 DEFAULTS = AudioConfig()
 PAUSES = (0.4, 0.8, 1.5, 0.6, 1.0)
 """Pauses between sentences in the long recording: all longer than min_silence (0.3 s)."""

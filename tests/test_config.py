@@ -7,6 +7,8 @@ from asrbatch.config import Config, env_name, iter_keys, load_config
 from asrbatch.errors import ConfigError, ExitCode
 from asrbatch.paths import JobPaths
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config.example.yaml"
 

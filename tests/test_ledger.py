@@ -4,6 +4,8 @@ import pytest
 
 from asrbatch.ledger import MIGRATIONS, ChunkResult, Identity, Ledger, LedgerError
 
+pytestmark = pytest.mark.unit
+
 
 def success(ledger, key, sha="h1", text="hello", outcome="done", run_id=None):
     ledger.record_success(

@@ -16,6 +16,8 @@ from asrbatch.output import (
 )
 from asrbatch.subtitles import SubtitleRules, Word
 
+pytestmark = pytest.mark.unit
+
 
 def test_output_bases_mirror_tree_and_disambiguate_shared_stems():
     bases = output_bases(["a/call.wav", "a/call.MP3", "a/other.wav", "b/call.wav", "top.flac"])

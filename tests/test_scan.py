@@ -1,8 +1,12 @@
 import os
 import time
 
+import pytest
+
 from asrbatch.config import InputConfig
 from asrbatch.scan import read_hotwords_file, scan_directory
+
+pytestmark = pytest.mark.unit
 
 SETTINGS = InputConfig(min_age=0)
 

@@ -21,6 +21,8 @@ from asrbatch.errors import ConfigError
 from asrbatch.output import Segment, Transcript, render
 from asrbatch.subtitles import Cue, SubtitleRules, Word, build_cues, render_srt, render_vtt
 
+pytestmark = pytest.mark.unit
+
 RULES = SubtitleRules()
 LABEL = re.compile(r"^\[ch\d+\] ")
 

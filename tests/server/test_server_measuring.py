@@ -13,6 +13,8 @@ from asrbatch.server.audio import FfmpegMissing, decode_to_wav
 from asrbatch.server.engines.simulate import SimulatedEngine
 from asrbatch.server.service import Recognizer
 
+pytestmark = pytest.mark.unit
+
 
 class Clock:
     """Time that passes only when the engine 'works'."""

@@ -17,6 +17,8 @@ from asrbatch.server.engines.sphinx import resolve_model, words_to_segments
 from asrbatch.server.options import parse_options, parse_size
 from asrbatch.server.service import InputError, Recognizer, clamp_batch_size, parse_hotwords
 
+pytestmark = pytest.mark.unit
+
 
 def tone(path: Path, seconds: float, extra: tuple[str, ...] = ()) -> Path:
     subprocess.run(

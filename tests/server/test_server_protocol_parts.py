@@ -13,6 +13,8 @@ from asrbatch.server import compat, funasr_ws, openai_api, shapes
 from asrbatch.server.engines.base import EngineResult, Segment
 from asrbatch.server.service import InputError, hotword_list, safe_file_name
 
+pytestmark = pytest.mark.unit
+
 
 def test_hotword_lists_keep_phrases_and_texts_are_split() -> None:
     assert hotword_list(["hello world", " 阿里巴巴 ", "hello world", ""]) == ["hello world", "阿里巴巴"]

@@ -1,5 +1,7 @@
 """Reading /config: generation, functions, checks (on /config documents recorded from real servers).
 
+pytestmark = pytest.mark.unit
+
 The samples in ``data/`` come from a four-tab app shaped like the Paraformer WebUI with two extra
 buttons: fn 4 = recognize with ``api_name=False``, fn 5 = recognize with ``api_name="asr"``
 (components trimmed to id and type).

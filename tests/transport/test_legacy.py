@@ -9,6 +9,8 @@ from asrbatch.transport.legacy import parse_response
 from asrbatch.transport.session import RetryableError
 from tests.transport.test_session import response
 
+pytestmark = pytest.mark.unit
+
 
 def test_outputs() -> None:
     body = b'{"data": ["text", "details"], "is_generating": false, "duration": 0.1}'

@@ -12,6 +12,8 @@ import pytest
 from asrbatch.config import DEFAULT_TEMPLATE
 from asrbatch.transport import payload
 
+pytestmark = pytest.mark.unit
+
 
 def test_fill_template_replaces_whole_placeholders_only() -> None:
     template = (None, "<audio>", "<batch_size>", "<hotwords>", "x<audio>", 3, {"k": "v"})

@@ -11,6 +11,8 @@ from asrbatch.errors import InputRejectedError, TransientError
 from asrbatch.transport.retry import call_with_retries
 from asrbatch.transport.session import RetryableError
 
+pytestmark = pytest.mark.unit
+
 
 class Flaky:
     def __init__(self, failures: list[Exception]) -> None:

@@ -24,6 +24,8 @@ from asrbatch.transport.session import (
     server_failure,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def response(status: int, body: bytes = b"", content_type: str = "application/json") -> requests.Response:
     r = requests.Response()

@@ -16,6 +16,8 @@ from asrbatch.transport.queued import (
 )
 from asrbatch.transport.session import RetryableError
 
+pytestmark = pytest.mark.unit
+
 COMPLETE = b'event: heartbeat\ndata: null\n\nevent: complete\ndata: ["hello world", "details"]\n\n'
 
 
