@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -17,15 +15,14 @@ from pathlib import Path
 import pytest
 
 from asrbatch.cli import main
-from tests.support import speech
+from tests.support import jobs, speech
 from tests.support.faultproxy import FaultProxy, forward, hang, respond
+from tests.support.jobs import OLD, RECOGNITION, cli, place
 from tests.support.servers import ServerProcess, start_server
 from tests.support.wer import wer
 
 REPO = Path(__file__).resolve().parent.parent
-RECOGNITION = r"/api/predict|/call/"
 WER_BOUND = 0.25
-OLD = time.time() - 3600
 
 GOOD = {
     "meetings/week one/standup.wav": (speech.SENTENCES[0], "wav", 16000, 1),
@@ -34,17 +31,6 @@ GOOD = {
     "calls/deep/it's.m4a": (speech.SENTENCES[3], "m4a", 48000, 2),
     "top.ogg": (speech.SENTENCES[4], "ogg", 16000, 1),
 }
-
-
-def place(root: Path, key: str, source: Path | bytes) -> Path:
-    target = root / key
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(source, bytes):
-        target.write_bytes(source)
-    else:
-        shutil.copyfile(source, target)
-    os.utime(target, (OLD, OLD))
-    return target
 
 
 def build_corpus(root: Path) -> None:
@@ -74,22 +60,9 @@ def transcript(out: Path, key: str) -> str:
 
 
 def ledger_rows(out: Path) -> dict[str, dict]:
-    db = sqlite3.connect(out / ".asrbatch" / "ledger.sqlite3")
-    db.row_factory = sqlite3.Row
-    rows = {row["key"]: dict(row) for row in db.execute("SELECT * FROM recordings")}
-    db.close()
-    return rows
+    return jobs.ledger_rows(out / ".asrbatch")
 
 
-def cli(*args: str, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    """The CLI as cron runs it: a subprocess whose stderr is not a terminal."""
-    return subprocess.run(
-        [sys.executable, "-m", "asrbatch", *args],
-        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}, cwd=REPO,
-    )
-
-
-@pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     with start_server("6.31.0", log_dir=tmp_path_factory.mktemp("run-server")) as process:
         yield process
