@@ -158,6 +158,9 @@ class Pipeline:
                     return self._reuse(decision)
                 return self._transcribe(decision, work)
             except FileError as exc:
+                if not is_unchanged(decision.recording):
+                    # Whatever went wrong, the file moved under us: it is still being written.
+                    raise Pending("file changed while being processed; left for the next run") from None
                 return self._failed(decision, exc, work)
             except OSError as exc:
                 problem = operator_error(exc, exc.filename or key, "cannot process the recording")

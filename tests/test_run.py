@@ -63,6 +63,7 @@ def ledger_rows(out: Path) -> dict[str, dict]:
     return jobs.ledger_rows(out / ".asrbatch")
 
 
+@pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     with start_server("6.31.0", log_dir=tmp_path_factory.mktemp("run-server")) as process:
         yield process
