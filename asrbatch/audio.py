@@ -133,10 +133,21 @@ class Chunk:
     end: float
     silent: bool
     """No frame rises above the silence threshold: there is no speech to recognise."""
+    speech_start: float | None = None
+    """Where the speech inside the chunk begins (its leading pause left out); None: at ``start``."""
+    speech_end: float | None = None
+    """Where the speech inside the chunk ends (its trailing pause left out); None: at ``end``."""
 
     @property
     def duration(self) -> float:
         return self.end - self.start
+
+    @property
+    def speech(self) -> tuple[float, float]:
+        """The stretch of the chunk that holds speech, for timing what was said in it."""
+        start = self.start if self.speech_start is None else self.speech_start
+        end = self.end if self.speech_end is None else self.speech_end
+        return (start, end) if end > start else (self.start, self.end)
 
 
 @dataclass(frozen=True)
@@ -302,6 +313,92 @@ def span_is_silent(start: float, end: float, silences: Sequence[tuple[float, flo
     ends = _EndView(silences)
     i = bisect.bisect_left(ends, end - 1e-6)
     return i < len(silences) and silences[i][0] <= start + 1e-6
+
+
+def plan_utterances(
+    duration: float,
+    silences: Sequence[tuple[float, float]],
+    *,
+    pause: float,
+    max_length: float,
+    min_length: float,
+    max_chunk: float,
+    min_silence: float,
+    overlap: float,
+    resolution: float = RESOLUTION,
+) -> list[tuple[float, float]]:
+    """Split ``[0, duration]`` into utterances: one span per stretch of speech between pauses.
+
+    Every pause of at least *pause* seconds (leading and trailing silence aside) is a
+    boundary, in its middle.  A span holding less than *min_length* seconds of speech joins
+    the next one (the last joins the one before); a span longer than *max_length* is cut again at its longest inner
+    pause of at least *min_silence*, until it fits or has none left; a span still longer than
+    *max_chunk* is cut as :func:`plan_chunks` cuts.  The same input gives the same spans.
+    """
+    if duration <= 0:
+        return []
+    inner = [(a, b) for a, b in silences if a > 1e-6 and b < duration - 1e-6]
+    cuts = [_snap((a + b) / 2, resolution) for a, b in inner if b - a + 1e-9 >= pause]
+    spans = _spans(0.0, round(duration, 6), cuts)
+
+    def spoken(span: tuple[float, float]) -> float:
+        speech_start, speech_end = speech_extent(span[0], span[1], silences)
+        return speech_end - speech_start
+
+    merged: list[tuple[float, float]] = []
+    for start, end in spans:
+        if merged and spoken(merged[-1]) < min_length:
+            merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    if len(merged) > 1 and spoken(merged[-1]) < min_length:
+        last = merged.pop()
+        merged[-1] = (merged[-1][0], last[1])
+    result: list[tuple[float, float]] = []
+    for start, end in merged:
+        for a, b in _split_long(start, end, inner, max_length=max_length, min_silence=min_silence,
+                                resolution=resolution):
+            if b - a > max_chunk + 1e-9:
+                pieces = plan_chunks(b - a, [(x - a, y - a) for x, y in inner if a <= x and y <= b],
+                                     max_chunk=max_chunk, min_silence=min_silence, overlap=overlap,
+                                     resolution=resolution)
+                result.extend((round(a + x, 6), round(a + y, 6)) for x, y in pieces)
+            else:
+                result.append((a, b))
+    return result
+
+
+def _spans(start: float, end: float, cuts: Sequence[float]) -> list[tuple[float, float]]:
+    points = [start, *(c for c in cuts if start < c < end), end]
+    return [(a, b) for a, b in zip(points, points[1:], strict=False) if b > a]
+
+
+def _split_long(start: float, end: float, silences: Sequence[tuple[float, float]], *, max_length: float,
+                min_silence: float, resolution: float) -> list[tuple[float, float]]:
+    if end - start <= max_length:
+        return [(start, end)]
+    candidates = [(b - a, (a + b) / 2) for a, b in silences
+                  if b - a + 1e-9 >= min_silence and start + 1.0 < (a + b) / 2 < end - 1.0]
+    if not candidates:
+        return [(start, end)]
+    _, middle = max(candidates)
+    cut = _snap(middle, resolution)
+    return (_split_long(start, cut, silences, max_length=max_length, min_silence=min_silence, resolution=resolution)
+            + _split_long(cut, end, silences, max_length=max_length, min_silence=min_silence,
+                          resolution=resolution))
+
+
+def speech_extent(start: float, end: float, silences: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """``[start, end]`` without the pauses it begins and ends with (itself when all of it is speech)."""
+    speech_start, speech_end = start, end
+    for a, b in silences:
+        if a <= speech_start + 1e-6 < b:
+            speech_start = min(b, end)
+        if a < speech_end - 1e-6 <= b:
+            speech_end = max(a, start)
+    if speech_end <= speech_start:
+        return start, end
+    return round(speech_start, 6), round(speech_end, 6)
 
 
 class _EndView(Sequence[float]):
@@ -475,8 +572,13 @@ def _demux_duration(path: Path) -> float | None:
 # Decoding and planning
 
 
-def prepare(path: Path, info: AudioInfo, settings: AudioConfig, workdir: Path) -> PreparedAudio:
+def prepare(path: Path, info: AudioInfo, settings: AudioConfig, workdir: Path, *,
+            utterances: bool = False) -> PreparedAudio:
     """Decode *path* to 16-bit mono WAV at ``settings.sample_rate`` and plan its chunks.
+
+    With *utterances*, every stretch of speech between pauses of ``audio.utterance_pause``
+    seconds is a chunk of its own (:func:`plan_utterances`), so that what the server says for
+    it can be timed; chunks also know where their speech begins and ends.
 
     The decoded files go into a new private folder under *workdir* (removed by
     :meth:`PreparedAudio.cleanup`).  ``channels: split`` with a multi-channel
@@ -519,7 +621,13 @@ def prepare(path: Path, info: AudioInfo, settings: AudioConfig, workdir: Path) -
             silences, channel_duration = find_silences(
                 wav_path, threshold_db=settings.silence_threshold, min_silence=settings.min_silence
             )
-            if channel_duration <= settings.split_above:
+            if utterances:
+                spans = plan_utterances(
+                    channel_duration, silences, pause=settings.utterance_pause,
+                    max_length=settings.utterance_max, min_length=settings.utterance_min,
+                    max_chunk=settings.max_chunk, min_silence=settings.min_silence, overlap=settings.overlap,
+                )
+            elif channel_duration <= settings.split_above:
                 spans = [(0.0, channel_duration)]
             else:
                 spans = plan_chunks(
@@ -527,6 +635,7 @@ def prepare(path: Path, info: AudioInfo, settings: AudioConfig, workdir: Path) -
                     min_silence=settings.min_silence, overlap=settings.overlap,
                 )
             for start, end in spans:
+                speech_start, speech_end = speech_extent(start, end, silences)
                 chunks.append(
                     Chunk(
                         index=len(chunks),
@@ -534,6 +643,8 @@ def prepare(path: Path, info: AudioInfo, settings: AudioConfig, workdir: Path) -
                         start=start,
                         end=end,
                         silent=span_is_silent(start, end, silences),
+                        speech_start=speech_start,
+                        speech_end=speech_end,
                     )
                 )
     except OSError as exc:

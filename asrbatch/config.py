@@ -166,6 +166,17 @@ class AudioConfig:
     min_silence: float = _doc("Shortest pause, in seconds, where a chunk may end.", default=0.3)
     silence_threshold: float = _doc("Level in dBFS below which audio counts as silence.", default=-40.0)
     overlap: float = _doc("Seconds of overlap when a chunk must be cut where there is no pause.", default=1.0)
+    utterances: Literal["auto", "always", "never"] = _doc(
+        "Send each utterance (speech between pauses) as its own request, so subtitles and JSON segments are "
+        "timed by the audio: auto does so when json, srt or vtt is written and the server returns no timings "
+        "of its own; always; never (chunks only).",
+        default="auto",
+    )
+    utterance_pause: float = _doc("Shortest pause, in seconds, that ends an utterance.", default=0.5)
+    utterance_min: float = _doc("Utterances shorter than this many seconds join the next one.", default=1.0)
+    utterance_max: float = _doc(
+        "Utterances longer than this many seconds are cut again at their longest inner pause.", default=10.0
+    )
 
 
 @dataclass(frozen=True)
@@ -547,6 +558,12 @@ def _cross_checks(config: Config) -> list[str]:
         problems.append("audio.overlap: must be >= 0 and less than half of audio.max_chunk")
     if a.min_silence <= 0:
         problems.append("audio.min_silence: must be > 0")
+    if a.utterance_pause < a.min_silence:
+        problems.append("audio.utterance_pause: must be >= audio.min_silence")
+    if a.utterance_min < 0:
+        problems.append("audio.utterance_min: must be >= 0")
+    if not a.utterance_min < a.utterance_max <= a.max_chunk:
+        problems.append("audio.utterance_max: must be more than audio.utterance_min and at most audio.max_chunk")
     if a.silence_threshold >= 0:
         problems.append("audio.silence_threshold: must be below 0 dBFS")
     for url in s.urls:

@@ -36,6 +36,7 @@ from typing import Any
 from asrbatch.errors import LedgerDamagedError, OperatorError
 from asrbatch.log import kv
 from asrbatch.outcomes import Outcome
+from asrbatch.output import Segment
 
 log = logging.getLogger(__name__)
 
@@ -103,13 +104,18 @@ class RunRecord:
 
 @dataclass(frozen=True)
 class ChunkResult:
+    """What the server made of one chunk, kept until the recording is finished."""
+
     channel: int
     index: int
     start: float
+    """Where the chunk's speech begins, in seconds from the start of the recording."""
     end: float
     text: str
     server_seconds: float
     attempts: int
+    segments: tuple[Segment, ...] = ()
+    """Timings the server returned, already placed in the recording (seconds from its start)."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -206,10 +212,16 @@ def _m003_events(db: sqlite3.Connection) -> None:
     )
 
 
+def _m004_chunk_segments(db: sqlite3.Connection) -> None:
+    # The timings a server returned for a chunk (JSON list of segments), kept with its text.
+    db.execute("ALTER TABLE chunks ADD COLUMN segments TEXT NOT NULL DEFAULT '[]'")
+
+
 MIGRATIONS: Sequence[tuple[str, Callable[[sqlite3.Connection], None]]] = (
     ("001_initial", _m001_initial),
     ("002_chunks", _m002_chunks),
     ("003_events", _m003_events),
+    ("004_chunk_segments", _m004_chunk_segments),
 )
 
 
@@ -619,7 +631,7 @@ class Ledger:
         with self._tx() as db:
             db.execute(
                 "INSERT OR REPLACE INTO chunks (key, sha256, plan, channel, idx, start, end, text, server_seconds,"
-                " attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " attempts, segments) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key,
                     sha256,
@@ -631,6 +643,7 @@ class Ledger:
                     chunk.text,
                     chunk.server_seconds,
                     chunk.attempts,
+                    json.dumps([s.to_dict() for s in chunk.segments], ensure_ascii=False),
                 ),
             )
 
@@ -641,7 +654,8 @@ class Ledger:
             ).fetchall()
         return {
             (row["channel"], row["idx"]): ChunkResult(
-                row["channel"], row["idx"], row["start"], row["end"], row["text"], row["server_seconds"], row["attempts"]
+                row["channel"], row["idx"], row["start"], row["end"], row["text"], row["server_seconds"],
+                row["attempts"], tuple(Segment.from_dict(s) for s in json.loads(row["segments"] or "[]")),
             )
             for row in rows
         }

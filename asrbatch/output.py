@@ -61,6 +61,14 @@ class Segment:
         words = tuple(Word(**w) for w in data.get("words", ()))
         return cls(**{**data, "words": words})
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def shifted(self, offset: float, channel: int | None = None) -> Segment:
+        """The segment *offset* seconds later (a chunk's timings placed in the recording)."""
+        return Segment(round(self.start + offset, 3), round(self.end + offset, 3), self.text, channel,
+                       tuple(Word(round(w.start + offset, 3), round(w.end + offset, 3), w.text) for w in self.words))
+
 
 @dataclass(frozen=True)
 class Transcript:

@@ -141,7 +141,8 @@ class Pipeline:
         self.server = server
         # Decoding is CPU work: one recording per core at a time.
         self.decoding = decoding or threading.BoundedSemaphore(1)
-        self.plan_signature = plan_signature(config)
+        self.utterances = wants_utterances(config, server)
+        self.plan_signature = plan_signature(config, utterances=self.utterances)
         self.subtitles = output.subtitle_rules(config)
 
     # -- the entry point ----------------------------------------------------------------------
@@ -246,7 +247,8 @@ class Pipeline:
         workdir = self.paths.tmp / hashlib.sha1(recording.key.encode()).hexdigest()[:16]
         try:
             with self.decoding:
-                prepared = audio.prepare(recording.path, info, self.config.audio, workdir)
+                prepared = audio.prepare(recording.path, info, self.config.audio, workdir,
+                                         utterances=self.utterances)
             with prepared:
                 results = self._recognise_chunks(recording, sha, prepared, hotwords, work)
         finally:
@@ -274,15 +276,18 @@ class Pipeline:
                 continue
             if self.stop.stopping:
                 raise Pending(self.stop.left_for_next_run())
+            speech_start, speech_end = chunk.speech
             if chunk.silent:
-                result = ChunkResult(channel, chunk.index, chunk.start, chunk.end, "", 0.0, 0)
+                result = ChunkResult(channel, chunk.index, speech_start, speech_end, "", 0.0, 0)
             else:
                 path = prepared.export(chunk)
                 recognition = self._send(path, recording, chunk.duration, hotwords)
                 work.attempts += recognition.attempts
                 work.server_seconds += recognition.server_seconds
-                result = ChunkResult(channel, chunk.index, chunk.start, chunk.end, recognition.text.strip(),
-                                     recognition.server_seconds, recognition.attempts)
+                # The server's timings are relative to what was sent: the chunk starts at chunk.start.
+                placed = tuple(s.shifted(chunk.start) for s in recognition.segments if s.text.strip())
+                result = ChunkResult(channel, chunk.index, speech_start, speech_end, recognition.text.strip(),
+                                     recognition.server_seconds, recognition.attempts, placed)
                 if path != recording.path:
                     path.unlink(missing_ok=True)
             self.ledger.save_chunk(recording.key, sha, self.plan_signature, result)
@@ -386,7 +391,13 @@ def assemble(
     """The transcript of a recording from its chunks' results (in order)."""
     ordered = sorted(results.values(), key=lambda r: (r.channel, r.index))
     split = any(r.channel >= 0 for r in ordered)
-    segments = tuple(Segment(r.start, r.end, r.text, r.channel if split else None) for r in ordered)
+    segments: list[Segment] = []
+    for r in ordered:
+        channel = r.channel if split else None
+        if r.segments:  # the server's own sentence (or word) timings
+            segments.extend(dataclasses.replace(s, channel=channel) for s in r.segments)
+        else:  # the chunk (an utterance, when timed outputs asked for them) is the segment
+            segments.append(Segment(r.start, r.end, r.text, channel))
     if split:
         channels = tuple(sorted({r.channel for r in ordered}))
         text = "\n".join(
@@ -400,7 +411,7 @@ def assemble(
     return Transcript(
         source=key,
         text=text,
-        segments=segments,
+        segments=tuple(segments),
         channels=channels,
         audio_seconds=duration,
         server_seconds=server_seconds,
@@ -410,10 +421,27 @@ def assemble(
     )
 
 
-def plan_signature(config: Config) -> str:
+TIMED_FORMATS = frozenset({"json", "srt", "vtt"})
+
+
+def wants_utterances(config: Config, server: ServerInfo | None) -> bool:
+    """Whether recordings are sent utterance by utterance (``audio.utterances``): always, never, or
+    (auto) when timed outputs are written and the server returns no timings of its own."""
+    mode = config.audio.utterances
+    if mode != "auto":
+        return mode == "always"
+    timed = bool(TIMED_FORMATS & set(config.output.formats))
+    return timed and config.audio.convert and not (server is not None and server.timings)
+
+
+def plan_signature(config: Config, *, utterances: bool = False) -> str:
     """A short hash of the settings that decide how a recording is chunked (finished chunks are
     reused only under the same signature)."""
-    settings = dataclasses.asdict(config.audio)
+    settings: dict[str, object] = dataclasses.asdict(config.audio)
+    settings["utterances"] = utterances  # the decision, not the setting ("auto" may go either way)
+    for key in ("utterance_pause", "utterance_min", "utterance_max"):
+        if not utterances:
+            settings.pop(key)
     return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -494,3 +494,53 @@ def test_samples_say_what_the_readme_says() -> None:
         # The call's row labels its channels: "Left channel (agent): ... Right channel (customer), ...: ..."
         says = re.sub(r"(Left|Right) channel \([^)]*\)[^:]*:", " ", says)
         assert wer(says, speech.recognise(SAMPLES / name)) == 0.0, name
+
+
+# --------------------------------------------------------------------------------------------
+# utterances (timed outputs)
+
+
+def utterances(duration: float, silences: Sequence[tuple[float, float]], **overrides: float) -> list[tuple[float, float]]:
+    options = {"pause": 0.5, "max_length": 10.0, "min_length": 1.0, "max_chunk": 60.0, "min_silence": 0.3,
+               "overlap": 1.0} | overrides
+    return audio.plan_utterances(duration, silences, **options)
+
+
+def test_utterances_end_in_the_middle_of_every_long_enough_pause() -> None:
+    silences = [(0.0, 0.2), (3.0, 4.5), (6.0, 6.2), (9.0, 10.0), (12.0, 12.4)]
+    assert utterances(14.0, silences) == [(0.0, 3.75), (3.75, 9.5), (9.5, 14.0)]
+
+
+def test_short_utterances_join_the_next_and_the_last_joins_the_one_before() -> None:
+    silences = [(2.0, 3.0), (3.4, 4.4), (8.0, 9.0), (12.0, 13.0)]
+    # 3.4-3.9 is a 0.5 s "utterance" (a cough): it joins what follows; the 12.5-13.0 tail joins too.
+    assert utterances(13.2, silences) == [(0.0, 2.5), (2.5, 8.5), (8.5, 13.2)]
+
+
+def test_long_utterances_are_cut_at_their_longest_inner_pause() -> None:
+    silences = [(4.0, 4.3), (9.0, 9.4), (15.0, 15.35)]  # all shorter than the 0.5 s pause
+    assert utterances(20.0, silences) == [(0.0, 9.2), (9.2, 15.18), (15.18, 20.0)]
+    # No inner pause at all: a long utterance stays whole up to max_chunk, then is cut hard.
+    assert utterances(25.0, [], max_chunk=10.0) == [(0.0, 10.0), (9.0, 19.0), (18.0, 25.0)]
+
+
+def test_speech_extent_leaves_out_leading_and_trailing_pauses() -> None:
+    silences = [(0.0, 0.4), (3.0, 4.0), (7.5, 8.0)]
+    assert audio.speech_extent(0.0, 3.5, silences) == (0.4, 3.0)
+    assert audio.speech_extent(3.5, 8.0, silences) == (4.0, 7.5)
+    assert audio.speech_extent(3.2, 3.8, silences) == (3.2, 3.8)  # all silence: the span itself
+
+
+def test_prepare_with_utterances_gives_one_chunk_per_sentence(tmp_path: Path) -> None:
+    sentences = [speech.synthesize(s) for s in speech.SENTENCES[:4]]
+    path = speech.concat(sentences, 1.5, fmt="mp3", rate=44100, channels=2)
+    info = audio.probe(path)
+    with audio.prepare(path, info, DEFAULTS, tmp_path / "work", utterances=True) as prepared:
+        assert len(prepared.chunks) == 4
+        starts, position = [], 0.0
+        for sentence in sentences:
+            starts.append(position)
+            position += speech.duration(sentence) + 1.5
+        for chunk, start in zip(prepared.chunks, starts, strict=True):
+            speech_start, speech_end = chunk.speech
+            assert abs(speech_start - start) < 0.5 and speech_end > speech_start + 1.0

@@ -95,11 +95,12 @@ def test_six_minute_stereo_mp3_goes_in_chunks_with_timed_outputs(server: ServerP
 
     data = json.loads((out / "lecture.json").read_text(encoding="utf-8"))
     segments = data["segments"]
-    assert len(segments) == len(uploads)
-    assert segments[0]["start"] == 0
-    assert abs(segments[-1]["end"] - duration) < 0.5
+    # Timed outputs asked for: one request per utterance, each segment the speech it holds.
+    assert len(segments) == len(uploads) >= len(said.split(".")) - 1 - 5
+    assert segments[0]["start"] < 0.5
+    assert abs(segments[-1]["end"] - duration) < 1.0
     for before, after in zip(segments, segments[1:], strict=False):
-        assert before["start"] < after["start"] and after["start"] <= before["end"] + 0.01
+        assert before["start"] < before["end"] <= after["start"]
         assert before["end"] - before["start"] <= max_chunk + 0.01
     assert data["audio_seconds"] == pytest.approx(duration, abs=0.5)
     assert data["server_version"] == "6.31.0"
@@ -149,7 +150,7 @@ def test_killed_in_the_middle_of_a_long_recording_resumes_with_the_remaining_chu
         proxy.add("POST", RECOGNITION, forward(), forward(), forward(), hang(), times=None)
         process = subprocess.Popen(
             [sys.executable, "-m", "asrbatch", "run", str(inp), "-o", str(out), "-c", str(config_file),
-             "--url", proxy.url],
+             "--url", proxy.url, "--formats", "txt,json"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
         )
         try:

@@ -48,6 +48,9 @@ class ServerInfo:
     models: tuple[str, ...] = ()
     template: tuple[Any, ...] | None = None
     """Gradio: the arguments sent to the function (placeholders included), as chosen."""
+    timings: bool = False
+    """The server returns sentence or word timings with its text (then utterance-level requests are
+    not needed for timed outputs)."""
 
     @property
     def label(self) -> str:
