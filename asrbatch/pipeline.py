@@ -19,6 +19,7 @@ written before the success is recorded.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import hashlib
 import json
@@ -266,33 +267,63 @@ class Pipeline:
     def _recognise_chunks(
         self, recording: Recording, sha: str, prepared: audio.PreparedAudio, hotwords: tuple[str, ...], work: _Work,
     ) -> dict[tuple[int, int], ChunkResult]:
+        """Every chunk's result: those finished in an earlier run from the ledger, the others from the
+        server, several at once (up to the recognizer's capacity), each saved as soon as it is back."""
         done = self.ledger.load_chunks(recording.key, sha, self.plan_signature)
         results: dict[tuple[int, int], ChunkResult] = {}
+        todo = []
         for chunk in prepared.chunks:
-            channel = chunk.channel if chunk.channel is not None else -1
-            ident = (channel, chunk.index)
+            ident = (chunk.channel if chunk.channel is not None else -1, chunk.index)
             if ident in done:
                 results[ident] = done[ident]
-                continue
+            else:
+                todo.append(chunk)
+        width = min(len(todo), self.recognizer.capacity if self.recognizer is not None else 1)
+        lock = threading.Lock()
+
+        def one(chunk: audio.Chunk) -> ChunkResult:
             if self.stop.stopping:
                 raise Pending(self.stop.left_for_next_run())
-            speech_start, speech_end = chunk.speech
-            if chunk.silent:
-                result = ChunkResult(channel, chunk.index, speech_start, speech_end, "", 0.0, 0)
-            else:
-                path = prepared.export(chunk)
-                recognition = self._send(path, recording, chunk.duration, hotwords)
-                work.attempts += recognition.attempts
-                work.server_seconds += recognition.server_seconds
-                # The server's timings are relative to what was sent: the chunk starts at chunk.start.
-                placed = tuple(s.shifted(chunk.start) for s in recognition.segments if s.text.strip())
-                result = ChunkResult(channel, chunk.index, speech_start, speech_end, recognition.text.strip(),
-                                     recognition.server_seconds, recognition.attempts, placed)
-                if path != recording.path:
-                    path.unlink(missing_ok=True)
+            result = self._recognise_chunk(recording, prepared, chunk, hotwords)
+            with lock:
+                work.attempts += result.attempts
+                work.server_seconds += result.server_seconds
             self.ledger.save_chunk(recording.key, sha, self.plan_signature, result)
-            results[ident] = result
+            return result
+
+        if width <= 1:
+            for chunk in todo:
+                result = one(chunk)
+                results[(result.channel, result.index)] = result
+            return results
+        with concurrent.futures.ThreadPoolExecutor(max_workers=width, thread_name_prefix="asrbatch-chunk") as pool:
+            futures = [pool.submit(one, chunk) for chunk in todo]
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    result = future.result()
+                    results[(result.channel, result.index)] = result
+            except BaseException:
+                for future in futures:
+                    future.cancel()  # the chunks not started stay for the next run; finished ones are saved
+                raise
         return results
+
+    def _recognise_chunk(self, recording: Recording, prepared: audio.PreparedAudio, chunk: audio.Chunk,
+                         hotwords: tuple[str, ...]) -> ChunkResult:
+        channel = chunk.channel if chunk.channel is not None else -1
+        speech_start, speech_end = chunk.speech
+        if chunk.silent:
+            return ChunkResult(channel, chunk.index, speech_start, speech_end, "", 0.0, 0)
+        path = prepared.export(chunk)
+        try:
+            recognition = self._send(path, recording, chunk.duration, hotwords)
+        finally:
+            if path != recording.path and path not in prepared.wav_paths:
+                path.unlink(missing_ok=True)
+        # The server's timings are relative to what was sent: the chunk starts at chunk.start.
+        placed = tuple(s.shifted(chunk.start) for s in recognition.segments if s.text.strip())
+        return ChunkResult(channel, chunk.index, speech_start, speech_end, recognition.text.strip(),
+                           recognition.server_seconds, recognition.attempts, placed)
 
     def _send(self, path: Path, recording: Recording, duration: float, hotwords: tuple[str, ...]) -> Recognition:
         assert self.recognizer is not None
