@@ -18,8 +18,8 @@ What the servers do that a client has to live with:
   connection; they are a JSON object of word -> weight *inside a string*;
 - a decoding failure sends nothing at all, and a text frame that is not JSON makes the server
   ignore the connection: only the read timeout ends such a wait (the health check then tells a
-  broken server from a bad file); FunASR's Python server and the reference server name
-  undecodable audio in an ``error`` field;
+  broken server from a bad file); the reference server names undecodable audio in an
+  ``error`` field, which :func:`~asrbatch.transport.session.server_failure` judges;
 - the images serve ``wss://`` with a self-signed certificate (``server.verify_tls: false``);
 - ``binary`` is offered as subprotocol, as FunASR's clients do; the server picks none.
 
@@ -314,8 +314,9 @@ class _Exchange:
             kwargs["ssl" if "ssl" in _CONNECT_PARAMETERS else "ssl_context"] = context
         self.expired = threading.Event()
         try:
-            self.connection: ClientConnection = ws_connect(
-                settings.url, **{k: v for k, v in kwargs.items() if k in _CONNECT_PARAMETERS})
+            # Entered as a context manager, which every websockets from 11 on supports (17 wants it).
+            self._opener = ws_connect(settings.url, **{k: v for k, v in kwargs.items() if k in _CONNECT_PARAMETERS})
+            self.connection: ClientConnection = self._opener.__enter__()
         except (OSError, EOFError, websockets.exceptions.WebSocketException) as exc:
             raise classify_connect_error(exc, settings.url) from None
         self._watchdog = threading.Timer(max(0.0, deadline), self._expire)
@@ -330,7 +331,7 @@ class _Exchange:
     def close(self) -> None:
         self._watchdog.cancel()
         with _suppressed():
-            self.connection.close()
+            self._opener.__exit__(None, None, None)
 
     def __enter__(self) -> _Exchange:
         return self
@@ -514,7 +515,7 @@ class FunasrWsClient:
                 if wait < timeouts.read or exchange.expired.is_set():
                     raise self._too_late(timeouts, what) from None
                 raise RetryableError(
-                    f"no result for {what} within the {timeouts.read:.0f} s read timeout on {self.settings.url}",
+                    f"no result for {what} within the {timeouts.read:g} s read timeout on {self.settings.url}",
                     reason="read timeout",
                 ) from None
             if isinstance(frame, bytes):
@@ -531,7 +532,7 @@ class FunasrWsClient:
 
     def _too_late(self, timeouts: Timeouts, what: str) -> RetryableError:
         return RetryableError(
-            f"no result for {what} within the {timeouts.deadline:.0f} s deadline on {self.settings.url}",
+            f"no result for {what} within the {timeouts.deadline:g} s deadline on {self.settings.url}",
             reason="deadline",
         )
 
@@ -552,7 +553,7 @@ def _read(frames: Callable[[], Iterator[bytes]], path: Path | None) -> Iterator[
 
 def _closed(exc: BaseException, url: str, what: str) -> RetryableError:
     if isinstance(exc, websockets.exceptions.ConnectionClosed):
-        code = getattr(getattr(exc, "rcvd", None), "code", None) or getattr(exc, "code", None)
+        code = getattr(getattr(exc, "rcvd", None), "code", None)
         detail = f" (close code {code})" if code else ""
         return RetryableError(f"connection to {url} closed before the result for {what}{detail}",
                               reason="closed before result")

@@ -86,15 +86,15 @@ def identify(session: requests.Session, settings: ServerConfig) -> str:
     if models.status_code not in (200, 404, 405):
         raise classify_status(models, what)
     raise EndpointError(
-        f"{settings.url} is neither a Gradio app nor an OpenAI-compatible server: {_config_finding(config)}; "
-        f"{what} {'is 404' if models.status_code == 404 else _finding(models)}",
+        f"{settings.url} speaks no protocol asrbatch knows: {_config_finding(config)}; {what} "
+        + ("is 404: not an OpenAI-compatible server" if models.status_code == 404 else _finding(models)),
         hint="check server.url (the FunASR runtime's WebSocket server needs ws:// or wss://), or set server.protocol",
     )
 
 
 def _config_finding(response: requests.Response) -> str:
     if response.status_code == 404:
-        return "GET /config is 404"
+        return "GET /config is 404: not a Gradio app"
     body = _json(response)
     if body is None:
         return "GET /config did not return JSON: not a Gradio app"

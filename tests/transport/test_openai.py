@@ -279,8 +279,8 @@ def test_a_server_speaking_neither_protocol_is_described(proxy: FaultProxy, sett
     with pytest.raises(EndpointError) as caught:
         ping(settings_for(proxy.url), sleep=sleep)
     assert str(caught.value).startswith(
-        f"{proxy.url} is neither a Gradio app nor an OpenAI-compatible server: GET /config is 404; "
-        "GET /v1/models is 404 (check server.url")
+        f"{proxy.url} speaks no protocol asrbatch knows: GET /config is 404: not a Gradio app; "
+        "GET /v1/models is 404: not an OpenAI-compatible server (check server.url")
     assert "server.protocol" in str(caught.value) and sleep.waits == []
 
 
