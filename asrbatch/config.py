@@ -12,7 +12,7 @@ import dataclasses
 import os
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -297,7 +297,7 @@ def load_config(
         source = Path(path).expanduser()
         data = read_yaml(source)
     problems: list[str] = []
-    _apply_environment(data, env, problems)
+    _apply_environment(data, env, problems, secrets=_secret_variables(data, env))
     apply_arguments(data, overrides or {}, additions or {})
     config = _build(Config, data, "", problems)
     if config is not None:
@@ -373,10 +373,23 @@ def env_name(key: str) -> str:
     return ENV_PREFIX + key.replace(".", "_").upper()
 
 
-def _apply_environment(data: dict[str, Any], env: Mapping[str, str], problems: list[str]) -> None:
+def _secret_variables(data: Mapping[str, Any], env: Mapping[str, str]) -> set[str]:
+    """The variables named to hold the password and the API key (file or environment): secrets, not settings."""
+    server = data.get("server")
+    server = server if isinstance(server, Mapping) else {}
+    names = set()
+    for key, default in (("password_env", PASSWORD_ENV), ("api_key_env", API_KEY_ENV)):
+        value = env.get(env_name(f"server.{key}")) or server.get(key) or default
+        if isinstance(value, str):
+            names.add(value)
+    return names
+
+
+def _apply_environment(data: dict[str, Any], env: Mapping[str, str], problems: list[str],
+                       secrets: Collection[str] = ()) -> None:
     known = {env_name(key): key for key, _, _ in iter_keys()}
     for name, raw in env.items():
-        if (not name.startswith(ENV_PREFIX) or name == CONFIG_ENV or "PASSWORD" in name
+        if (not name.startswith(ENV_PREFIX) or name == CONFIG_ENV or "PASSWORD" in name or name in secrets
                 or name.endswith(SECRET_ENV_ENDINGS) or name.startswith(RESERVED_ENV)):
             continue
         key = known.get(name)

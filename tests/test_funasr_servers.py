@@ -158,3 +158,6 @@ def test_the_api_key_comes_from_the_named_variable_and_stays_out_of_sight() -> N
                                    "ASRBATCH_SERVER_API_KEY": "sk-default"})
     assert named.server.api_key == "sk-named"
     assert load_config(None, env={}).server.api_key is None
+    # A variable of asrbatch's own prefix named for the key is a secret, not an unknown setting.
+    prefixed = load_config(None, env={"ASRBATCH_SERVER_API_KEY_ENV": "ASRBATCH_TOKEN", "ASRBATCH_TOKEN": "sk-own"})
+    assert prefixed.server.api_key == "sk-own"

@@ -12,6 +12,9 @@ import requests
 from asrbatch.config import ServerConfig
 from asrbatch.transport.base import ServerInfo
 
+MODELS_SHOWN = 8
+"""Model names a ping line lists (servers such as LocalAI list many); more are counted (``+12``)."""
+
 
 @dataclass(frozen=True)
 class PingResult:
@@ -38,7 +41,10 @@ class PingResult:
         else:
             parts = [f"ok url={s.url}", f"protocol={s.protocol}", f"server={s.kind}"]
             if s.models:
-                parts.append("models=" + ",".join(s.models))
+                shown = list(s.models[:MODELS_SHOWN])
+                if len(s.models) > MODELS_SHOWN:
+                    shown.append(f"+{len(s.models) - MODELS_SHOWN}")
+                parts.append("models=" + ",".join(shown))
             if s.model:
                 parts.append(f"model={s.model}")
         parts.append(f"latency_ms={self.latency_ms}")
