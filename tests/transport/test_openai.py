@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from asrbatch.config import RetryConfig, ServerConfig
 from asrbatch.errors import EndpointError, InputRejectedError, RecognitionError, ServerUnavailableError
@@ -124,6 +125,16 @@ def test_a_certificate_that_is_not_trusted_is_refused_clearly_and_its_file_trust
     sentence, clip = clips[0]
     with client_for(settings_for(sphinx.url, verify_tls=str(certificate[0]))) as client:
         assert wer(sentence, client.transcribe(clip).text) <= MAX_WER
+
+
+def test_verify_tls_holds_whatever_the_ca_bundle_variables_say(sphinx: ServerProcess, certificate: tuple[Path, Path],
+                                                               settings_for: Callable[..., ServerConfig],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # requests lets these variables replace a session's verify=False or CA file; server.verify_tls wins here.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", requests.certs.where())
+    monkeypatch.setenv("CURL_CA_BUNDLE", requests.certs.where())
+    for verify in (False, str(certificate[0])):
+        assert ping(settings_for(sphinx.url, verify_tls=verify)).server.kind == "funasr-server"
 
 
 def test_undecodable_audio_is_the_files_fault(sphinx: ServerProcess, tmp_path: Path,
