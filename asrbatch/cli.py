@@ -524,13 +524,15 @@ def forget(output_dir: Path | None, state_dir: Path | None, config_path: Path | 
 @config_option
 @click.option("--deep", is_flag=True, help="Also transcribe a short clip end to end and time it.")
 def ping(url: str | None, config_path: Path | None, deep: bool) -> int:
-    """Check the server: reachable, Gradio version and protocol, recognition function present.
+    """Check the server: reachable, its protocol and kind (Gradio version and recognition function,
+    funasr-server and its models, the FunASR runtime), usable.
 
     Prints one line and exits 0 when everything is right.
 
     \b
     Example:
       asrbatch ping --url http://127.0.0.1:7860 --deep
+      asrbatch ping --url wss://gpu-host:10095
     """
     from asrbatch.transport import ping as ping_server
 

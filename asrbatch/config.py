@@ -12,7 +12,7 @@ import dataclasses
 import os
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +28,10 @@ CONFIG_ENV = "ASRBATCH_CONFIG"
 """Environment variable naming the config file when ``-c`` is not given."""
 PASSWORD_ENV = "ASRBATCH_SERVER_PASSWORD"
 """Default environment variable holding the Gradio login password (the reference server reads it too)."""
+API_KEY_ENV = "ASRBATCH_SERVER_API_KEY"
+"""Default environment variable holding the API key of an OpenAI-compatible server."""
+SECRET_ENV_ENDINGS = ("_API_KEY",)
+"""Variables named like these hold secrets (an API key named by ``server.api_key_env``), not settings."""
 RESERVED_ENV = (
     # Read by the reference server, scripts/run_server.sh, the scripts and the test harness.
     "ASRBATCH_SERVE_", "ASRBATCH_FUNASR_", "ASRBATCH_TEST", "ASRBATCH_ENGINE", "ASRBATCH_HOST", "ASRBATCH_PORT",
@@ -37,6 +41,7 @@ RESERVED_ENV = (
 
 DEFAULT_TEMPLATE = (None, "<audio>", "<batch_size>", "<hotwords>")
 SERVER_SCHEMES = ("http://", "https://", "ws://", "wss://")
+WEBSOCKET_SCHEMES = ("ws://", "wss://")
 OUTPUT_FORMATS = ("txt", "json", "srt", "vtt")
 
 
@@ -54,7 +59,17 @@ class RetryConfig:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    url: str = _doc("Base URL of the Gradio ASR WebUI.", default="http://127.0.0.1:7860")
+    url: str = _doc(
+        "Base URL of the ASR server: the Gradio WebUI (http/https), an OpenAI-compatible server such as "
+        "funasr-server (http/https, with or without /v1), or the FunASR runtime (ws/wss).",
+        default="http://127.0.0.1:7860",
+    )
+    protocol: Literal["auto", "gradio", "openai", "funasr-ws"] = _doc(
+        "How the server is spoken to. auto: ws:// and wss:// URLs speak the FunASR runtime's WebSocket "
+        "protocol; for http(s) URLs a Gradio app (GET /config) or an OpenAI-compatible server "
+        "(GET /v1/models) is recognised.",
+        default="auto",
+    )
     fn_index: int | None = _doc(
         "Index of the recognition function in the app's /config (the WebUI's first button is 0).",
         default=0,
@@ -94,7 +109,28 @@ class ServerConfig:
         "exposes it, else 1.",
         default=None,
     )
+    model: str | None = _doc(
+        "OpenAI-compatible servers: the model requests name; null: one the server lists (the one "
+        "funasr-server has loaded, else a paraformer model, else the first).",
+        default=None,
+    )
+    language: str | None = _doc(
+        "OpenAI-compatible servers: the language field sent (zh, en, auto...); null: not sent.", default=None
+    )
+    api_key_env: str = _doc(
+        "OpenAI-compatible servers: environment variable holding the API key sent as a bearer token "
+        "(unset: no key is sent).",
+        default=API_KEY_ENV,
+    )
+    send_format: Literal["pcm", "file"] = _doc(
+        "FunASR runtime: pcm sends 16-bit mono WAV recordings as raw samples at their rate (other files "
+        "as they are); file sends every file as it is, its extension as wav_format.",
+        default="pcm",
+    )
+    hotword_weight: int = _doc("FunASR runtime: the weight given to each hotword.", default=20)
+    itn: bool = _doc("FunASR runtime: inverse text normalisation (numbers as digits).", default=True)
     password: str | None = field(default=None, repr=False, metadata={"internal": True})
+    api_key: str | None = field(default=None, repr=False, metadata={"internal": True})
 
 
 @dataclass(frozen=True)
@@ -272,7 +308,7 @@ def load_config(
         source = Path(path).expanduser()
         data = read_yaml(source)
     problems: list[str] = []
-    _apply_environment(data, env, problems)
+    _apply_environment(data, env, problems, secrets=_secret_variables(data, env))
     apply_arguments(data, overrides or {}, additions or {})
     config = _build(Config, data, "", problems)
     if config is not None:
@@ -287,7 +323,8 @@ def load_config(
     if problems or config is None:
         where = f" in {source}" if source else ""
         raise ConfigError(problems, hint=f"fix the configuration{where}; see config.example.yaml")
-    server = dataclasses.replace(config.server, password=password)
+    api_key = env.get(config.server.api_key_env) or None
+    server = dataclasses.replace(config.server, password=password, api_key=api_key)
     return dataclasses.replace(config, server=server, source=source)
 
 
@@ -347,10 +384,24 @@ def env_name(key: str) -> str:
     return ENV_PREFIX + key.replace(".", "_").upper()
 
 
-def _apply_environment(data: dict[str, Any], env: Mapping[str, str], problems: list[str]) -> None:
+def _secret_variables(data: Mapping[str, Any], env: Mapping[str, str]) -> set[str]:
+    """The variables named to hold the password and the API key (file or environment): secrets, not settings."""
+    server = data.get("server")
+    server = server if isinstance(server, Mapping) else {}
+    names = set()
+    for key, default in (("password_env", PASSWORD_ENV), ("api_key_env", API_KEY_ENV)):
+        value = env.get(env_name(f"server.{key}")) or server.get(key) or default
+        if isinstance(value, str):
+            names.add(value)
+    return names
+
+
+def _apply_environment(data: dict[str, Any], env: Mapping[str, str], problems: list[str],
+                       secrets: Collection[str] = ()) -> None:
     known = {env_name(key): key for key, _, _ in iter_keys()}
     for name, raw in env.items():
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV or "PASSWORD" in name or name.startswith(RESERVED_ENV):
+        if (not name.startswith(ENV_PREFIX) or name == CONFIG_ENV or "PASSWORD" in name or name in secrets
+                or name.endswith(SECRET_ENV_ENDINGS) or name.startswith(RESERVED_ENV)):
             continue
         key = known.get(name)
         if key is None:
@@ -506,6 +557,16 @@ def _type_name(hint: Any) -> str:
     return " or ".join(getattr(a, "__name__", str(a)) for a in typing.get_args(hint) if a is not type(None))
 
 
+def protocol_problem(protocol: str, url: str) -> str | None:
+    """Why *protocol* cannot be spoken at *url* (its scheme), or None when it can."""
+    websocket = url.startswith(WEBSOCKET_SCHEMES)
+    if protocol == "funasr-ws" and not websocket and url.startswith(SERVER_SCHEMES):
+        return f"{url!r}: server.protocol funasr-ws needs a ws:// or wss:// URL (the FunASR runtime listens on 10095)"
+    if protocol in ("gradio", "openai") and websocket:
+        return f"{url!r}: server.protocol {protocol} needs an http:// or https:// URL (ws:// is the FunASR runtime's)"
+    return None
+
+
 def _cross_checks(config: Config) -> list[str]:
     problems: list[str] = []
     s = config.server
@@ -569,6 +630,16 @@ def _cross_checks(config: Config) -> list[str]:
     for url in s.urls:
         if not url.startswith(SERVER_SCHEMES):
             problems.append(f"server.urls: {url!r} must start with http://, https://, ws:// or wss://")
+    for key, url in [("server.url", s.url)] if not s.urls else [("server.urls", u) for u in s.urls]:
+        problem = protocol_problem(s.protocol, url)
+        if problem:
+            problems.append(f"{key}: {problem}")
+    if s.model is not None and not s.model.strip():
+        problems.append("server.model: must not be empty (null picks one the server lists)")
+    if not s.api_key_env.strip():
+        problems.append("server.api_key_env: must name an environment variable")
+    if not 1 <= s.hotword_weight <= 10_000:
+        problems.append("server.hotword_weight: must be between 1 and 10000")
     if s.concurrency is not None and not 1 <= s.concurrency <= 64:
         problems.append("server.concurrency: must be between 1 and 64")
     if config.run.max_files is not None and config.run.max_files < 1:

@@ -1,4 +1,4 @@
-"""``asrbatch ping``: is the server there, which Gradio, is the recognition function usable."""
+"""``asrbatch ping``: is the server there, what it is and speaks, is the recognition usable."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from pathlib import Path
 import requests
 
 from asrbatch.config import ServerConfig
-from asrbatch.transport.client import Client, ServerInfo
+from asrbatch.transport.base import ServerInfo
+
+MODELS_SHOWN = 8
+"""Model names a ping line lists (servers such as LocalAI list many); more are counted (``+12``)."""
 
 
 @dataclass(frozen=True)
@@ -19,19 +22,31 @@ class PingResult:
 
     server: ServerInfo
     latency_ms: int
-    """Time of the ``GET /config`` request."""
+    """Time of the probe's request (``GET /config``, ``GET /v1/models``, the WebSocket's empty utterance)."""
     roundtrip_ms: int | None = None
     """Deep ping only: time to transcribe the clip end to end (upload, queue, recognition)."""
     text_chars: int | None = None
     """Deep ping only: characters of the clip's transcript."""
 
     def line(self) -> str:
-        """``ok url=... gradio=... protocol=... fn_index=0 [api_name=...] latency_ms=12 [roundtrip_ms=... text_chars=...]``."""
+        """Gradio: ``ok url=... gradio=... protocol=... fn_index=0 [api_name=...] latency_ms=12``;
+        others: ``ok url=... protocol=openai server=funasr-server models=a,b model=a latency_ms=12``;
+        a deep ping adds ``roundtrip_ms=... text_chars=...``."""
         s = self.server
-        parts = [f"ok url={s.url}", f"gradio={s.gradio_version}", f"protocol={s.protocol}",
-                 f"fn_index={s.fn_index}"]
-        if s.api_name:
-            parts.append(f"api_name={s.api_name}")
+        if s.kind == "gradio":
+            parts = [f"ok url={s.url}", f"gradio={s.gradio_version}", f"protocol={s.protocol}",
+                     f"fn_index={s.fn_index}"]
+            if s.api_name:
+                parts.append(f"api_name={s.api_name}")
+        else:
+            parts = [f"ok url={s.url}", f"protocol={s.protocol}", f"server={s.kind}"]
+            if s.models:
+                shown = list(s.models[:MODELS_SHOWN])
+                if len(s.models) > MODELS_SHOWN:
+                    shown.append(f"+{len(s.models) - MODELS_SHOWN}")
+                parts.append("models=" + ",".join(shown))
+            if s.model:
+                parts.append(f"model={s.model}")
         parts.append(f"latency_ms={self.latency_ms}")
         if self.roundtrip_ms is not None:
             parts.append(f"roundtrip_ms={self.roundtrip_ms}")
@@ -48,18 +63,20 @@ def ping(
     clock: Callable[[], float] = time.monotonic,
     session: requests.Session | None = None,
 ) -> PingResult:
-    """Probe the server at ``settings.url``; with *deep*, also transcribe *clip* end to end.
+    """Probe the server at ``settings.url`` in its protocol; with *deep*, also transcribe *clip* end to end.
 
-    Raises :class:`ServerUnavailableError` (not reachable after the configured
-    retries), :class:`EndpointError` (not a Gradio app, function missing or
-    not fitting the input template, login refused) or, on a deep ping, the
-    file errors of :meth:`Client.transcribe`.
+    Raises :class:`ServerUnavailableError` (not reachable after the configured retries),
+    :class:`EndpointError` (no protocol fits, function or model missing, login or key
+    refused, TLS refused) or, on a deep ping, the file errors of ``transcribe``.
     """
+    from asrbatch.transport import client_for
+
     if deep and clip is None:
         raise ValueError("a deep ping needs a clip")
-    with Client(settings, sleep=sleep, clock=clock, session=session) as client:
+    client = client_for(settings, sleep=sleep, clock=clock, session=session)
+    try:
         info = client.probe()
-        latency_ms = round(client.latency * 1000)
+        latency_ms = round(float(getattr(client, "latency", 0.0)) * 1000)
         if not deep:
             return PingResult(info, latency_ms)
         assert clip is not None
@@ -67,3 +84,5 @@ def ping(
         recognition = client.transcribe(clip)
         roundtrip_ms = round((clock() - start) * 1000)
         return PingResult(info, latency_ms, roundtrip_ms, len(recognition.text))
+    finally:
+        client.close()

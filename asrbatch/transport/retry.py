@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import tenacity
 
-from asrbatch.config import RetryConfig
-from asrbatch.errors import TransientError
+from asrbatch.config import RetryConfig, ServerConfig
+from asrbatch.errors import FileError, RecognitionError, ServerUnavailableError, TransientError
 from asrbatch.log import kv
 
 log = logging.getLogger(__name__)
@@ -82,3 +83,43 @@ def call_with_retries(
         raise
     return result, attempts
 
+
+
+def recognise_with_retries(
+    function: Callable[[], T],
+    settings: ServerConfig,
+    *,
+    sleep: Callable[[float], None],
+    path: Path,
+    name: str,
+) -> tuple[T, int]:
+    """Run one recognition of *path* under the policy, as every server client does.
+
+    What the retries could not overcome becomes :class:`ServerUnavailableError` (the server
+    could not be reached) or :class:`RecognitionError` (it kept failing on this file);
+    a :class:`FileError` gets *path*.  Other errors pass through.
+    """
+    try:
+        return call_with_retries(function, settings.retry, sleep=sleep, url=settings.url, name=name)
+    except TransientError as exc:
+        if exc.unreachable:
+            raise unavailable(settings.url, exc) from None
+        raise RecognitionError(
+            f"server kept failing on this file after {exc.attempts} attempts: {exc.message}",
+            path=path,
+            attempts=exc.attempts,
+            hint="it is retried on the next run; raise server.read_timeout or server.deadline for long files",
+        ) from None
+    except FileError as exc:
+        if exc.path is None:
+            exc.path = path
+        raise
+
+
+def unavailable(url: str, exc: TransientError) -> ServerUnavailableError:
+    """The error of a server that stayed unreachable through the retries."""
+    hint = f"; {exc.hint}" if exc.hint else ""
+    return ServerUnavailableError(
+        f"server {url} unavailable after {exc.attempts} attempts: {exc.message}",
+        hint=f"check it is running (asrbatch ping){hint}",
+    )

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import requests
+import urllib3.exceptions
 
 from asrbatch.config import ServerConfig
 from asrbatch.errors import (
@@ -105,7 +107,12 @@ class Timeouts:
 
 
 class TimeoutSession(requests.Session):
-    """A session whose requests all have a ``(connect, read)`` timeout unless given one."""
+    """A session whose requests all have a ``(connect, read)`` timeout unless given one.
+
+    Each request also carries the session's ``verify`` itself: requests lets
+    ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` replace a session's ``verify=False`` or CA file,
+    so ``server.verify_tls`` would be ignored on hosts that set them.
+    """
 
     def __init__(self, timeout: tuple[float, float]) -> None:
         super().__init__()
@@ -114,6 +121,8 @@ class TimeoutSession(requests.Session):
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.default_timeout
+        if kwargs.get("verify") is None and self.verify is not True:
+            kwargs["verify"] = self.verify
         return super().request(method, url, *args, **kwargs)
 
 
@@ -121,6 +130,9 @@ def build_session(settings: ServerConfig) -> TimeoutSession:
     """A session for *settings*: default timeouts, TLS verification, user agent."""
     session = TimeoutSession((settings.connect_timeout, settings.read_timeout))
     session.verify = settings.verify_tls
+    if settings.verify_tls is False:
+        # Chosen in the configuration: no warning per request (cron would mail each one).
+        warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
     session.headers["User-Agent"] = USER_AGENT
     return session
 

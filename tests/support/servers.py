@@ -120,6 +120,7 @@ ASRBATCH_REQUIREMENTS = (
     "tenacity>=8.2",
     "pyyaml>=6.0",
     "watchdog>=6.0",
+    "websockets>=11",
     "audioop-lts; python_version>='3.13'",
 )
 FUNASR_REQUIREMENTS = (
@@ -249,8 +250,9 @@ def gradio_python(version: str) -> Path:
 
 
 def funasr_requirements() -> list[str]:
-    """The pip requirements of the funasr engine's venv."""
-    return [*FUNASR_REQUIREMENTS, *COMMON_REQUIREMENTS]
+    """The pip requirements of the funasr engine's venv (each once, where it last appears)."""
+    wanted = [*FUNASR_REQUIREMENTS, *COMMON_REQUIREMENTS]
+    return [item for index, item in enumerate(wanted) if item not in wanted[index + 1:]]
 
 
 def funasr_python() -> Path:
