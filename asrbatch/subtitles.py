@@ -341,6 +341,10 @@ def _finite(value: float, default: float) -> float:
 # Splitting a segment into cues and a cue into lines
 
 
+PAUSE_BREAK_SECONDS = 0.7
+"""A pause at least this long between two timed words always ends a cue."""
+
+
 def _line_width(tokens: Sequence[_Token], rules: SubtitleRules) -> int:
     space = rules.line_length_cjk
     return sum(t.width for t in tokens) + sum(space for t in tokens[1:] if t.space)
@@ -360,6 +364,8 @@ def _split_cues(tokens: list[_Token], rules: SubtitleRules, label: int, by_words
         lines, used, empty_line, total, latest = 1, label, True, 0, -math.inf
         for j in range(i, n):
             token = tokens[j]
+            if by_words and j > i and token.start - tokens[j - 1].end >= PAUSE_BREAK_SECONDS:
+                break  # nobody wants a subtitle to stay up through a pause: it ends the cue
             add = token.width + (space if token.space and not empty_line else 0)
             if empty_line or used + add <= capacity:
                 used += add

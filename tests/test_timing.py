@@ -111,3 +111,26 @@ def _config(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "config.yaml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+@pytest.mark.parametrize("protocol", ["openai", "funasr-ws"])
+def test_timings_the_server_returns_are_kept_and_time_the_cues(protocol: str, tmp_path: Path) -> None:
+    """FunASR's servers return sentence and word timings: one request for the recording, and the cues
+    still start with the sentences (the words' timings place them)."""
+    recording, sentences, starts = meeting(12)
+    inp, out = tmp_path / "in", tmp_path / "out"
+    place(inp, "standup.mp3", recording)
+    with start_server("6.31.0", protocol=protocol, log_dir=tmp_path / "server") as server:
+        result = cli("run", str(inp), "-o", str(out), "--url", server.url, "--formats", "txt,json,srt")
+    assert result.returncode == 0, result.stderr
+    data = json.loads((out / "standup.json").read_text(encoding="utf-8"))
+    words = [w for s in data["segments"] for w in s.get("words", [])]
+    assert len(words) >= 0.9 * len(" ".join(sentences).split())
+    assert all(0 <= w["start"] < w["end"] <= data["audio_seconds"] + 0.5 for w in words)
+    assert [w["start"] for w in words] == sorted(w["start"] for w in words)
+    cues = list(srt.parse((out / "standup.srt").read_text(encoding="utf-8")))
+    cue_starts = [c.start.total_seconds() for c in cues]
+    hits = sum(any(abs(cue - start) <= 0.5 for cue in cue_starts) for start in starts)
+    assert hits >= 0.9 * len(starts), (hits, cue_starts, starts)
+    assert all((c.end - c.start).total_seconds() <= 7.0 for c in cues)
+    assert wer(" ".join(sentences), (out / "standup.txt").read_text(encoding="utf-8")) <= 0.25

@@ -430,7 +430,8 @@ class FunasrWsClient:
                 hint="check server.url, or set server.protocol",
             )
         self._latency = self._clock() - start
-        return ServerInfo(url=self.settings.url, protocol=PROTOCOL, kind=KIND)
+        # Offline answers carry stamp_sents (sentence timings) with the punctuation model the images load.
+        return ServerInfo(url=self.settings.url, protocol=PROTOCOL, kind=KIND, timings=True)
 
     @contextmanager
     def _slot(self) -> Iterator[None]:

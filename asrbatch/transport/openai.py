@@ -316,8 +316,9 @@ class OpenAIClient:
         if model is None:
             raise EndpointError(f"{self.settings.url} lists no models ({what})", hint="set server.model")
         self._latency = latency
+        # verbose_json (asked for first) carries segment timings; the text-only fallbacks are rare.
         return ServerInfo(url=self.settings.url, protocol=PROTOCOL, kind=kind, model=model, models=listed,
-                          auth_required=bool(self.settings.api_key))
+                          auth_required=bool(self.settings.api_key), timings=True)
 
     def _loaded_models(self) -> tuple[str, ...] | None:
         """funasr-server's loaded models from ``/health``; None for another server."""
