@@ -99,7 +99,7 @@ def non_negative_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     """The server's argument parser."""
     parser = argparse.ArgumentParser(
-        prog="python -m asrbatch.server",
+        prog="asrbatch serve",
         description="Run the reference speech-recognition WebUI (a Gradio app shaped like\n"
         "the FunASR Paraformer WebUI) that asrbatch sends recordings to.",
         epilog=EPILOG,

@@ -134,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "on" if options.auth else "off",
     )
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    print(f"asrbatch server: listening on {options.host}:{options.port} (Ctrl-C stops it)", flush=True)
     try:
         demo.launch(**compat.launch_options(options.host, options.port, options.auth, options.max_file_size))
     except OSError as error:
