@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import sys
 import threading
@@ -29,28 +30,38 @@ ERASE_LINE = "\r\x1b[K"
 COLOURS = {"red": "31", "green": "32", "yellow": "33", "bold": "1", "dim": "2"}
 
 
+SGR = re.compile(r"\x1b\[[0-9;]*m")
+"""A colour code: takes no column."""
+
+
+def _width(char: str) -> int:
+    if unicodedata.combining(char):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+
+
 def cells(text: str) -> int:
-    """Columns *text* takes on a terminal: wide (CJK) characters two, combining marks none."""
-    width = 0
-    for char in text:
-        if unicodedata.combining(char):
-            continue
-        width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
-    return width
+    """Columns *text* takes on a terminal: wide (CJK) characters two, combining marks and colour codes none."""
+    return sum(_width(char) for char in SGR.sub("", text))
 
 
 def clip(text: str, width: int) -> str:
-    """*text* cut to at most *width* columns (ending in ``...`` when cut)."""
+    """*text* cut to at most *width* columns (ending in ``...`` when cut), never inside a colour code."""
     if cells(text) <= width:
         return text
-    out, used = [], 0
-    for char in text:
-        size = 0 if unicodedata.combining(char) else 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
-        if used + size > width - 3:
-            break
-        out.append(char)
-        used += size
-    return "".join(out) + "..."
+    out, used, coloured = [], 0, False
+    for piece in re.split(f"({SGR.pattern})", text):
+        if SGR.fullmatch(piece):
+            out.append(piece)
+            coloured = True
+            continue
+        for char in piece:
+            size = _width(char)
+            if used + size > width - 3:
+                return "".join(out) + ("\x1b[0m" if coloured else "") + "..."
+            out.append(char)
+            used += size
+    return "".join(out)
 
 
 class Console:

@@ -78,6 +78,11 @@ def test_status_line_is_cut_to_the_terminal_width_counting_wide_characters() -> 
     shown = stream.getvalue().rsplit(ERASE_LINE, 1)[-1]
     assert cells(shown) <= 19 and shown.endswith("...")
     assert cells("会议") == 4 and cells("é") == 1 and clip("abc", 10) == "abc"
+    # Colour codes take no column and are never cut in half; a cut ends the colour.
+    coloured = "[##--] 1/2  done a.wav  \x1b[31m3 failed\x1b[0m"
+    assert cells(coloured) == len("[##--] 1/2  done a.wav  3 failed")
+    assert clip(coloured, 28) == "[##--] 1/2  done a.wav  \x1b[31m3\x1b[0m..."
+    assert clip(coloured, 40) == coloured
 
 
 def test_a_note_follows_the_status_until_the_next_one_and_is_cleared() -> None:
