@@ -323,10 +323,12 @@ class WatchDisplay:
     def __call__(self, summary: RunSummary) -> None:
         stamp = self.now().strftime("%H:%M:%S")
         show = self.console.interactive or self.verbose
+        # With -v the log's own line for each file is on the console already.
+        name_files = self.console.interactive and not self.verbose
         for o in summary.outcomes:
             if o.outcome in self.totals:
                 self.totals[o.outcome] += 1
-            if show and o.outcome in (Outcome.DONE, Outcome.EMPTY, Outcome.REUSED):
+            if name_files and o.outcome in (Outcome.DONE, Outcome.EMPTY, Outcome.REUSED):
                 audio = f" ({duration(o.audio_seconds)} of audio)" if o.audio_seconds else ""
                 self.console.print(f"{stamp} {o.outcome:7} {printable(o.key)}{audio}")
         stop = stop_line(summary)
