@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 import asrbatch
-from asrbatch.config import Config, config_variables, load_config
+from asrbatch.config import Config, LogConfig, config_variables, load_config
 from asrbatch.console import Console, ConsoleHandler
 from asrbatch.display import RunProgress, WatchDisplay, plan_lines, summary_lines
 from asrbatch.errors import AsrbatchError, ConfigError, ExitCode, ServerUnavailableError
@@ -198,13 +198,14 @@ def _setup_console(config: Config | None, verbose: int, quiet: bool) -> Console:
             log_file = JobPaths.for_run(config).log_file
         except ConfigError:
             log_file = None
+    settings = config.log if config is not None else LogConfig()
     console = Console()
     setup_logging(
         log_file=log_file,
-        file_level=config.log.level if config else "info",
+        file_level=settings.level,
         verbosity=_verbosity(verbose, quiet),
-        max_bytes=config.log.max_bytes if config else 5_000_000,
-        backups=config.log.backups if config else 5,
+        max_bytes=settings.max_bytes,
+        backups=settings.backups,
         console=ConsoleHandler(console, _verbosity(verbose, quiet)),
     )
     return console
