@@ -687,7 +687,7 @@ def _decode(path: Path, info: AudioInfo, sample_rate: int, channels: int | None,
         try:
             completed = subprocess.run(
                 command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors, timeout=timeout,
-                check=False,
+                check=False, start_new_session=True,  # Ctrl-C in a terminal stops asrbatch, not the decode
             )
         except FileNotFoundError as exc:
             raise _missing_tool("ffmpeg") from exc
@@ -802,7 +802,9 @@ def _run(command: list[str], *, timeout: float, path: Path) -> subprocess.Comple
     try:
         return subprocess.run(
             command, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace",
-            timeout=timeout, check=False,
+            # Its own session: Ctrl-C in a terminal reaches asrbatch (which finishes what is in
+            # flight), never ffprobe, whose death would read as a broken recording.
+            timeout=timeout, check=False, start_new_session=True,
         )
     except FileNotFoundError as exc:
         raise _missing_tool(command[0]) from exc

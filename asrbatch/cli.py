@@ -14,12 +14,14 @@ from typing import Any
 import click
 
 import asrbatch
-from asrbatch.config import Config, load_config
-from asrbatch.errors import AsrbatchError, ConfigError, ExitCode
+from asrbatch.config import Config, LogConfig, config_variables, load_config
+from asrbatch.console import Console, ConsoleHandler
+from asrbatch.display import RunProgress, WatchDisplay, plan_lines, summary_lines
+from asrbatch.errors import AsrbatchError, ConfigError, ExitCode, ServerUnavailableError
 from asrbatch.fsutil import operator_error
 from asrbatch.job import run_job, stop_on_signals
 from asrbatch.log import close_logging, setup_logging
-from asrbatch.outcomes import FileOutcome, RunSummary
+from asrbatch.outcomes import RunSummary, StopReason
 from asrbatch.paths import JobPaths
 from asrbatch.runner import RunOptions
 
@@ -121,10 +123,6 @@ def _verbosity(verbose: int, quiet: bool) -> int:
     return -1 if quiet else verbose
 
 
-def _stderr_is_tty() -> bool:
-    return sys.stderr.isatty()
-
-
 config_option = click.option(
     "-c", "--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
     help="YAML config file (default: $ASRBATCH_CONFIG).",
@@ -173,89 +171,63 @@ def run(input_dir: Path | None, config_path: Path | None, dry_run: bool, force: 
     options = RunOptions(force=force, dry_run=dry_run)
     if dry_run:
         summary = run_job(config, options)
-        _print_plan(summary)
+        for line in plan_lines(summary):
+            click.echo(line)
         return int(ExitCode.OK)
 
-    _setup_logging(config, verbose, quiet)
-    progress = _Progress(enabled=_stderr_is_tty() and not quiet)
+    console = _setup_console(config, verbose, quiet)
+    progress = RunProgress(console) if not quiet else None
     try:
         # SIGTERM (systemd stop) or Ctrl-C: finish the recordings in flight, leave the rest pending.
         with stop_on_signals() as stop:
             summary = run_job(config, options, progress=progress, stop=stop)
     finally:
-        progress.close()
-    _print_summary(summary, quiet=quiet, verbose=verbose)
+        if progress is not None:
+            progress.close()
+    _print_summary(summary, console, quiet=quiet, verbose=verbose, server=_server_text(config))
     return int(summary.exit_code)
 
 
-def _setup_logging(config: Config, verbose: int, quiet: bool) -> None:
-    """The log file of the job, or the console alone when the job's folders are not valid
-    (a mistyped input folder creates no folder; the run then says what is wrong)."""
-    try:
-        log_file: Path | None = JobPaths.for_run(config).log_file
-    except ConfigError:
-        log_file = None
+def _setup_console(config: Config | None, verbose: int, quiet: bool) -> Console:
+    """The console of a command (stderr, a status line on a terminal) and, for a job, its log file.
+
+    The log file is left out when the job's folders are not valid (a mistyped input folder
+    creates no folder; the command then says what is wrong)."""
+    log_file: Path | None = None
+    if config is not None:
+        try:
+            log_file = JobPaths.for_run(config).log_file
+        except ConfigError:
+            log_file = None
+    settings = config.log if config is not None else LogConfig()
+    console = Console()
     setup_logging(
         log_file=log_file,
-        file_level=config.log.level,
+        file_level=settings.level,
         verbosity=_verbosity(verbose, quiet),
-        max_bytes=config.log.max_bytes,
-        backups=config.log.backups,
+        max_bytes=settings.max_bytes,
+        backups=settings.backups,
+        console=ConsoleHandler(console, _verbosity(verbose, quiet)),
     )
+    return console
 
 
-class _Progress:
-    """A progress bar on a terminal; nothing otherwise."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.bar: Any = None
-
-    def __call__(self, event: str, *, total: int = 0, outcome: FileOutcome | None = None) -> None:
-        if not self.enabled:
-            return
-        if event == "start" and total:
-            self.bar = click.progressbar(length=total, label="transcribing", file=sys.stderr,
-                                         item_show_func=lambda item: item)
-            self.bar.__enter__()
-        elif event == "file" and self.bar is not None and outcome is not None:
-            self.bar.update(1, f"{outcome.outcome} {outcome.key}"[:60])
-        elif event == "end":
-            self.close()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
-            self.bar = None
+def _server_text(config: Config) -> str:
+    return ",".join(config.server.urls) if config.server.urls else config.server.url
 
 
-def _print_plan(summary: RunSummary) -> None:
-    click.echo(f"dry run: {summary.input_dir} -> {summary.output_dir} (nothing is sent)")
-    for decision in summary.plan:
-        verb = "fail" if decision.failure else str(decision.action)
-        reason = decision.failure or decision.reason
-        click.echo(f"{verb:7} {decision.recording.key}  ({reason})")
-    for key, reason in summary.skipped_by_scan:
-        click.echo(f"{'skip':7} {key}  ({reason})")
-    sends = sum(d.action == "send" and not d.failure for d in summary.plan)
-    click.echo(
-        f"would send {sends}, reuse {sum(d.action in ('reuse', 'rewrite') for d in summary.plan)}, "
-        f"fail {summary.failed}, skip {summary.skipped}"
-    )
-
-
-def _print_summary(summary: RunSummary, *, quiet: bool, verbose: int) -> None:
+def _print_summary(summary: RunSummary, console: Console, *, quiet: bool, verbose: int,
+                   server: str | None = None) -> None:
+    """The end-of-run summary: on a terminal always, in full; elsewhere (cron) only when something
+    failed or the run was interrupted, or with -v; with -q only when something failed."""
     code = summary.exit_code
-    interactive = _stderr_is_tty()
-    if summary.stopped in ("server_unavailable", "operator_error"):
-        what = "server unavailable" if summary.stopped == "server_unavailable" else "stopped"
-        click.echo(f"asrbatch: {what}, run stopped with {summary.pending} recording(s) pending: "
-                   f"{summary.stop_message}", err=True)
     if quiet and code == ExitCode.OK:
         return
+    detailed = console.interactive and not quiet
     # An interrupted run says so: whoever stopped it learns what is left pending.
-    if interactive or verbose or code != ExitCode.OK or summary.stopped == "interrupted":
-        click.echo(summary.line(), err=True)
+    if detailed or verbose or code != ExitCode.OK or summary.stopped == StopReason.INTERRUPTED:
+        for line in summary_lines(summary, console, detailed=detailed, server=server):
+            console.print(line)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -284,14 +256,12 @@ def watch(input_dir: Path | None, config_path: Path | None, verbose: int, quiet:
 
     config = load_job(config_path, input_dir, flags)
     JobPaths.for_run(config)  # a bad input folder is a usage error before anything starts
-    _setup_logging(config, verbose, quiet)
-    show = (_stderr_is_tty() or verbose > 0) and not quiet
-
-    def on_pass(summary: RunSummary) -> None:
-        if show and (summary.done or summary.empty or summary.failed or summary.reused or summary.stopped):
-            click.echo(summary.line(), err=True)
-
-    return run_watch(config, RunOptions(), on_pass=on_pass)
+    console = _setup_console(config, verbose, quiet)
+    display = WatchDisplay(console, verbose=verbose > 0) if not quiet else None
+    try:
+        return run_watch(config, RunOptions(), on_pass=display)
+    finally:
+        console.clear()
 
 
 @cli.command("cron-line", context_settings=CONTEXT)
@@ -317,10 +287,11 @@ def cron_line(
 ) -> int:
     """Print the crontab entry that runs this job every hour (for /etc/cron.d/asrbatch).
 
-    Every run option given here is repeated in the entry, with absolute paths; the
+    Every run option given here is repeated in the entry, with absolute paths, and so
+    are the ASRBATCH_* settings of your environment (as crontab variable lines); the
     entry adds `flock -n` (a run still going makes the next one skip quietly), `-q`
     (cron mails real errors only) and a --max-runtime bound (50 minutes unless given
-    or set as run.max_runtime).
+    or set as run.max_runtime).  --force and --dry-run are not for a schedule.
 
     \b
     Example:
@@ -335,20 +306,14 @@ def cron_line(
     flag_args: list[str] = []
     for name in RUN_FLAGS:
         value = flags.get(name)
-        if value is None or name in ("output_dir", "max_runtime"):
+        if value is None or name in ("output_dir", "max_runtime"):  # the entry has these in any case
             continue
-        flag_args += [JOB_FLAGS[name].long, _flag_text(value)]
+        flag_args += [JOB_FLAGS[name].long, schedule.number_text(value) if isinstance(value, float) else str(value)]
     job = schedule.plan(config, user=None if personal else (user or getpass.getuser()), minute=minute,
                         max_runtime=flags.get("max_runtime"), lock_file=lock_file, log_file=log_file,
-                        flags=tuple(flag_args))
+                        flags=tuple(flag_args), environment=config_variables())
     click.echo(schedule.render(job), nl=False)
     return 0
-
-
-def _flag_text(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -527,7 +492,8 @@ def ping(url: str | None, config_path: Path | None, deep: bool) -> int:
     """Check the server: reachable, its protocol and kind (Gradio version and recognition function,
     funasr-server and its models, the FunASR runtime), usable.
 
-    Prints one line and exits 0 when everything is right.
+    Prints one line and exits 0 when everything is right; otherwise the error and what
+    to try, and exits 3 (not reachable) or 2 (reachable but not usable).
 
     \b
     Example:
@@ -538,7 +504,15 @@ def ping(url: str | None, config_path: Path | None, deep: bool) -> int:
 
     config = _load(config_path, {"server.url": url})
     clip = Path(__file__).parent / "data" / "ping.wav" if deep else None
-    result = ping_server(config.server, deep=deep, clip=clip)
+    console = _setup_console(None, 0, False)  # retries: a passing note on a terminal, else nothing
+    try:
+        result = ping_server(config.server, deep=deep, clip=clip)
+    except ServerUnavailableError as exc:
+        raise ServerUnavailableError(
+            exc.message, hint="is the server running, and reachable from here (its address, port, firewall)?",
+        ) from exc
+    finally:
+        console.clear()
     click.echo(result.line())
     return 0
 
@@ -575,7 +549,8 @@ def demo(samples: Path | None, output_dir: Path | None, engine: str) -> int:
     """Run the whole job on its embedded default: a local reference server over the sample recordings.
 
     Starts the server (sphinx engine, CPU), transcribes the samples, prints each
-    transcript and the run summary, and stops the server.
+    transcript and the run summary, and stops the server.  The ledger and the log are
+    in <output>/.asrbatch, as for every run.
 
     \b
     Example:
@@ -583,8 +558,24 @@ def demo(samples: Path | None, output_dir: Path | None, engine: str) -> int:
     """
     from asrbatch.demo import run_demo
 
-    result = run_demo(samples=samples, output_dir=output_dir or Path("demo-output"), engine=engine,
-                      echo=click.echo)
+    progress: RunProgress | None = None
+    log_file: Path | None = None
+
+    def prepare(config: Config) -> RunProgress:
+        nonlocal progress, log_file
+        log_file = JobPaths.for_run(config).log_file
+        progress = RunProgress(_setup_console(config, 0, False))
+        return progress
+
+    try:
+        result = run_demo(samples=samples, output_dir=output_dir or Path("demo-output"), engine=engine,
+                          echo=click.echo, prepare=prepare)
+    finally:
+        if progress is not None:
+            progress.close()
+    for line in summary_lines(result.summary, Console(sys.stdout, interactive=False), detailed=True):
+        click.echo(line)
+    click.echo(f"The log of this run: {log_file}")
     return int(result.exit_code)
 
 
@@ -608,8 +599,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         exc.show()
         code = ExitCode.USAGE
     except AsrbatchError as exc:
+        label = Console().style("error:", "red", "bold")
         for line in getattr(exc, "problems", None) or [exc.message]:
-            click.echo(f"asrbatch: error: {line}", err=True)
+            click.echo(f"asrbatch: {label} {line}", err=True)
         if exc.hint:
             click.echo(f"asrbatch: {exc.hint}", err=True)
         log.debug("traceback", exc_info=True)

@@ -396,12 +396,28 @@ def _secret_variables(data: Mapping[str, Any], env: Mapping[str, str]) -> set[st
     return names
 
 
+def _is_setting(name: str, secrets: Collection[str] = ()) -> bool:
+    """*name* is an environment variable that :func:`load_config` reads as a config key."""
+    return (name.startswith(ENV_PREFIX) and name != CONFIG_ENV and "PASSWORD" not in name and name not in secrets
+            and not name.endswith(SECRET_ENV_ENDINGS) and not name.startswith(RESERVED_ENV))
+
+
+def config_variables(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The ``ASRBATCH_*`` variables of *env* (default: the process's) that set config keys, by name.
+
+    What a job started elsewhere (cron) needs to see the same config; the password and API key
+    variables are never among them.
+    """
+    env = os.environ if env is None else env
+    secrets = _secret_variables({}, env)
+    return {name: value for name, value in sorted(env.items()) if _is_setting(name, secrets)}
+
+
 def _apply_environment(data: dict[str, Any], env: Mapping[str, str], problems: list[str],
                        secrets: Collection[str] = ()) -> None:
     known = {env_name(key): key for key, _, _ in iter_keys()}
     for name, raw in env.items():
-        if (not name.startswith(ENV_PREFIX) or name == CONFIG_ENV or "PASSWORD" in name or name in secrets
-                or name.endswith(SECRET_ENV_ENDINGS) or name.startswith(RESERVED_ENV)):
+        if not _is_setting(name, secrets):
             continue
         key = known.get(name)
         if key is None:

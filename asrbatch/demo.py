@@ -1,8 +1,9 @@
 """The embedded default job: a local reference server over the sample recordings.
 
 ``asrbatch demo`` starts ``python -m asrbatch.server`` (sphinx engine, CPU, 127.0.0.1, a free
-port), runs one batch pass over the shipped samples, prints each transcript and the run
-summary, and stops the server.  It exercises the same code path as a cron run.
+port), runs one batch pass over the shipped samples, prints each transcript, and stops the
+server.  It exercises the same code path as a cron run, with the same ledger and log file in
+``<output>/.asrbatch``; the caller prints the summary.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from asrbatch.config import Config, RetryConfig, ServerConfig, load_config
 from asrbatch.errors import AsrbatchError, ExitCode, ServerUnavailableError
 from asrbatch.outcomes import RunSummary
-from asrbatch.runner import run_batch
+from asrbatch.runner import ProgressListener, run_batch
 from asrbatch.transport import Client
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -51,8 +52,13 @@ def run_demo(
     output_dir: Path = Path("demo-output"),
     engine: str = "sphinx",
     echo: Callable[[str], None] = print,
+    prepare: Callable[[Config], ProgressListener | None] | None = None,
 ) -> DemoResult:
-    """Start a local reference server, transcribe *samples* into *output_dir*, stop the server."""
+    """Start a local reference server, transcribe *samples* into *output_dir*, stop the server.
+
+    *prepare* is called with the demo job's Config just before the pass (the CLI sets up the
+    job's log file and console there) and may return the pass's progress listener.
+    """
     samples = samples or SAMPLES
     if not samples.is_dir():
         raise AsrbatchError(f"sample folder {samples} not found", hint="pass --samples DIR")
@@ -75,7 +81,8 @@ def run_demo(
             config: Config = load_config(None, env={}, overrides={
                 "server.url": url, "input.dir": str(samples), "output.dir": str(output_dir), "input.min_age": 0.0})
             echo(f"transcribing {samples} -> {output_dir}")
-            summary = run_batch(config)
+            progress = prepare(config) if prepare is not None else None
+            summary = run_batch(config, progress=progress) if progress is not None else run_batch(config)
         finally:
             _stop(process)
     transcripts = {}
@@ -85,7 +92,6 @@ def run_demo(
         rel = txt.relative_to(summary.output_dir).as_posix()
         transcripts[rel] = txt.read_text(encoding="utf-8").strip()
         echo(f"--- {rel}\n{transcripts[rel] or '(silence)'}")
-    echo(summary.line())
     return DemoResult(summary, transcripts)
 
 

@@ -5,7 +5,9 @@ always one line, whatever a file name holds (spaces, quotes, ``=``, newlines).
 
 :func:`setup_logging` (called once, from the CLI) sends everything at the configured level
 to the log file and, on the console, warnings and errors only when stderr is not a terminal
-(cron mails whatever is printed), informational lines too with ``-v``.
+(cron mails whatever is printed), informational lines too with ``-v``.  The console handler
+is :class:`asrbatch.console.ConsoleHandler`: it words the events for people and keeps a
+terminal's status line below what it prints.
 
 The log file is written by :class:`SharedFileHandler`: ``run`` from cron and ``watch`` may
 write one log at the same time.  Each line is appended under an ``flock``; the handler
@@ -43,9 +45,27 @@ def quote(value: Any) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def kv(event: str, **fields: Any) -> str:
+class Event(str):
+    """A ``key=value`` event line that remembers what it was made of.
+
+    It is the log file's line (a ``str``); the console reads :attr:`name` and
+    :attr:`fields` to say the same thing in words (:mod:`asrbatch.console`).
+    """
+
+    name: str
+    fields: dict[str, Any]
+
+    def __new__(cls, name: str, fields: dict[str, Any]) -> Event:
+        line = " ".join([f"event={name}", *(f"{key}={quote(value)}" for key, value in fields.items())])
+        event = super().__new__(cls, line)
+        event.name = name
+        event.fields = fields
+        return event
+
+
+def kv(event: str, **fields: Any) -> Event:
     """``event=<event> key=value ...`` with every value passed through :func:`quote`."""
-    return " ".join([f"event={event}", *(f"{key}={quote(value)}" for key, value in fields.items())])
+    return Event(event, fields)
 
 
 def printable(text: str) -> str:
@@ -145,7 +165,8 @@ def setup_logging(
     """Configure the ``asrbatch`` logger: the shared log file and the console.
 
     *verbosity*: -1 quiet (errors only), 0 default, 1 verbose, 2 debug.  *console*
-    replaces the plain stderr handler (a terminal display that keeps its progress line).
+    replaces the plain stderr handler (:class:`asrbatch.console.ConsoleHandler`, which keeps a
+    terminal's status line and sets its own level).
     """
     root = logging.getLogger("asrbatch")
     close_logging()
@@ -167,7 +188,7 @@ def setup_logging(
         out = stream if stream is not None else sys.stderr
         console = logging.StreamHandler(out)  # type: ignore[arg-type]
         console.setFormatter(logging.Formatter("asrbatch: %(message)s"))
-    console.setLevel(console_level(verbosity))
+        console.setLevel(console_level(verbosity))
     root.addHandler(console)
     # The logger's own level is the most detailed any handler wants, so that debug lines
     # nobody will write (one per skipped file in a big archive) cost nothing.

@@ -17,6 +17,7 @@ from asrbatch.errors import ExitCode
 
 if TYPE_CHECKING:
     from asrbatch.plan import Decision
+    from asrbatch.scan import Skipped
     from asrbatch.transport import ServerInfo
 
 if sys.version_info >= (3, 11):
@@ -102,7 +103,9 @@ class RunSummary:
     dry_run: bool = False
     outcomes: tuple[FileOutcome, ...] = ()
     plan: tuple[Decision, ...] = ()
-    skipped_by_scan: tuple[tuple[str, str], ...] = ()
+    skipped_by_scan: tuple[Skipped, ...] = ()
+    """What the scan left out, with the reason; those with ``recording`` set are counted in
+    ``found`` and ``skipped``."""
     server: ServerInfo | None = None
 
     @property

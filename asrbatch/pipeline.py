@@ -477,10 +477,10 @@ def plan_signature(config: Config, *, utterances: bool = False) -> str:
 
 
 def _reason(exc: FileError) -> str:
-    """The one-line reason recorded for a failure: the message, then what to do."""
+    """The one-line reason recorded for a failure: the message, then what to do (``message; hint``)."""
     message = exc.message
     path = str(exc.path) if exc.path is not None else None
     if path and message.startswith(path + ": "):
         message = message[len(path) + 2:]
-    return message + (f" ({exc.hint})" if exc.hint else "")
+    return f"{message}; {exc.hint}" if exc.hint else message
 

@@ -120,11 +120,12 @@ def _decide_known(
         return Decision(recording, Action.SKIP, "done, unchanged (touched)" if touched else "done, unchanged",
                         sha256=sha, entry=entry, touched=touched)
     if entry.outcome == FAILED and entry.permanent:
-        return Decision(recording, Action.SKIP, f"failed: {entry.error} (fix the file, or `asrbatch retry`)",
+        return Decision(recording, Action.SKIP,
+                        f"failed earlier, waits for a change to the file or asrbatch retry: {entry.error}",
                         sha256=sha, entry=entry, touched=touched)
     if entry.outcome == FAILED and entry.failed_runs >= max_runs:
         return Decision(recording, Action.SKIP,
-                        f"gave up after {entry.failed_runs} runs: {entry.error} (`asrbatch retry`)",
+                        f"gave up after {entry.failed_runs} runs, waits for asrbatch retry: {entry.error}",
                         sha256=sha, entry=entry, touched=touched)
     if entry.outcome == FAILED:
         return Decision(recording, Action.SEND, f"retry {entry.failed_runs + 1}/{max_runs} after: {entry.error}",

@@ -112,12 +112,17 @@ h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 28px 0 8p
 .card.bad .value { color: var(--bad); } .card .value.time { font-size: 17px; padding: 5px 0 4px; }
 table { border-collapse: collapse; width: 100%; font-size: 13.5px; }
 th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
-td:first-child { white-space: nowrap; }
-th { color: var(--muted); font-weight: 600; } td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
+th { color: var(--muted); font-weight: 600; white-space: nowrap; }
+td { overflow-wrap: anywhere; } td.n, td.t { white-space: nowrap; overflow-wrap: normal; } td.p { min-width: 9em; }
+td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
+code { font: 12.5px ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; background: #f0f4f8;
+       padding: 0 3px; border-radius: 3px; }
+.wide { overflow-x: auto; }
 .legend span { margin-right: 16px; color: var(--muted); font-size: 13px; }
 .legend i { display: inline-block; width: 12px; height: 12px; margin-right: 6px; vertical-align: -1px; }
 svg text { font: 11px system-ui, sans-serif; fill: var(--muted); }
 .empty { color: var(--muted); }
+@media (max-width: 760px) { body { padding: 12px; } th, td { padding: 4px 5px; } table { font-size: 12.5px; } }
 """
 
 
@@ -130,15 +135,35 @@ def write_html_report(ledger: Ledger, path: Path, *, days: int = 30, title: str 
     The file is written atomically.  Raises :class:`OSError` when it cannot be written.
     """
     status = build_status(ledger, days=days, today=today)
-    page = render_html(status, ledger.runs(limit=RUNS_SHOWN), title=title or f"asrbatch: {ledger.path.parent}",
-                       generated=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    last = status["last_run"]
+    # Named after the recordings people know the job by; the state folder before any run.
+    recordings = last["input_dir"] if last and last.get("input_dir") else None
+    page = render_html(status, ledger.runs(limit=RUNS_SHOWN), title=title or f"asrbatch: {recordings or ledger.path.parent}",
+                       generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                       where=_where(recordings, last, ledger.path.parent))
     path = path.expanduser()
     atomic_write(path, page)
     return path
 
 
-def render_html(status: dict[str, Any], runs: list[Any], *, title: str, generated: str) -> str:
-    """The report page for *status* (from :func:`build_status`) and the recent *runs*."""
+def _where(recordings: str | None, last: dict[str, Any] | None, state: Path) -> str:
+    output = (last or {}).get("summary", {}).get("output_dir")
+    parts = [f"recordings in `{recordings}`"] if recordings else []
+    if output:
+        parts.append(f"transcripts in `{output}`")
+    parts.append(f"state in `{state}`")
+    return ", ".join(parts)
+
+
+def _text(value: str) -> str:
+    """*value* escaped for HTML, with `commands` in backticks set as code."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(value))
+
+
+def render_html(status: dict[str, Any], runs: list[Any], *, title: str, generated: str, where: str = "") -> str:
+    """The report page for *status* (from :func:`build_status`) and the recent *runs*.
+
+    *where* names the job's folders under the title (backticks set as code)."""
     e = html.escape
     counts: dict[str, int] = status["counts"]
     period = status["period"]
@@ -163,7 +188,8 @@ def render_html(status: dict[str, Any], runs: list[Any], *, title: str, generate
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{e(title)}</title><style>{STYLE}</style></head><body>",
         f"<h1>{e(title)}</h1>",
-        f'<p class="sub">Generated {e(generated)} &middot; days are UTC</p>',
+        f'<p class="sub">{_text(where[:1].upper() + where[1:]) + " &middot; " if where else ""}'
+        f'generated {e(generated)} &middot; days are UTC</p>',
         '<div class="cards">',
     ]
     for ident, value, label, bad in cards:
@@ -185,59 +211,60 @@ def render_html(status: dict[str, Any], runs: list[Any], *, title: str, generate
 
     parts.append("<h2>Per day</h2>")
     if status["daily"]:
-        parts.append('<table id="daily"><tr><th>day</th><th class="n">files</th><th class="n">done</th>'
+        parts.append('<div class="wide"><table id="daily"><tr><th>day</th><th class="n">files</th><th class="n">done</th>'
                      '<th class="n">empty</th><th class="n">failed</th><th class="n">audio h</th>'
                      '<th class="n">server s</th><th>failures</th></tr>')
         for day in status["daily"]:
-            reasons = "; ".join(f"{n}&times; {e(r)}" for r, n in sorted(day["failures"].items(), key=lambda x: -x[1]))
+            reasons = "; ".join(f"{n}&times; {_text(r)}" for r, n in sorted(day["failures"].items(), key=lambda x: -x[1]))
             parts.append(
-                f'<tr><td>{e(day["day"])}</td><td class="n">{day["files"]}</td><td class="n">{day["done"]}</td>'
+                f'<tr><td class="t">{e(day["day"])}</td><td class="n">{day["files"]}</td><td class="n">{day["done"]}</td>'
                 f'<td class="n">{day["empty"]}</td><td class="n">{day["failed"]}</td>'
                 f'<td class="n">{day["audio_seconds"] / 3600:.2f}</td><td class="n">{day["server_seconds"]:.0f}</td>'
                 f"<td>{reasons}</td></tr>"
             )
-        parts.append("</table>")
+        parts.append("</table></div>")
     else:
         parts.append('<p class="empty">Nothing processed in this period.</p>')
 
     parts.append("<h2>Failures by reason</h2>")
     if period["failures"]:
-        parts.append('<table id="reasons"><tr><th class="n">files</th><th>reason</th></tr>')
+        parts.append('<div class="wide"><table id="reasons"><tr><th class="n">files</th><th>reason</th></tr>')
         for reason, count in period["failures"].items():
-            parts.append(f'<tr><td class="n">{count}</td><td>{e(reason)}</td></tr>')
-        parts.append("</table>")
+            parts.append(f'<tr><td class="n">{count}</td><td>{_text(reason)}</td></tr>')
+        parts.append("</table></div>")
     else:
         parts.append('<p class="empty">No failures in this period.</p>')
 
     parts.append("<h2>Failed recordings</h2>")
     if status["failed"]:
-        parts.append('<table id="failed"><tr><th>recording</th><th>error</th><th class="n">attempts</th>'
+        parts.append('<div class="wide"><table id="failed"><tr><th>recording</th><th>error</th><th class="n">attempts</th>'
                      "<th>retried</th></tr>")
         for f in status["failed"]:
-            retried = "no (until the file changes or `asrbatch retry`)" if f["permanent"] else f"{f['failed_runs']} run(s)"
-            parts.append(f'<tr><td>{e(f["path"])}</td><td>{e(failure_reason(f["error"] or ""))}</td>'
-                         f'<td class="n">{f["attempts"]}</td><td>{e(retried)}</td></tr>')
-        parts.append("</table>")
+            retried = ("not until the file changes, or after `asrbatch retry`" if f["permanent"]
+                       else f"{f['failed_runs']} run(s)")
+            parts.append(f'<tr><td class="p">{e(f["path"])}</td><td>{_text(failure_reason(f["error"] or ""))}</td>'
+                         f'<td class="n">{f["attempts"]}</td><td>{_text(retried)}</td></tr>')
+        parts.append("</table></div>")
     else:
         parts.append('<p class="empty">None.</p>')
 
     parts.append("<h2>Recent runs</h2>")
     if runs:
-        parts.append('<table id="runs"><tr><th>started</th><th>status</th><th class="n">exit</th>'
+        parts.append('<div class="wide"><table id="runs"><tr><th>started</th><th>status</th><th class="n">exit</th>'
                      '<th class="n">found</th><th class="n">done</th><th class="n">failed</th><th class="n">pending</th>'
                      '<th class="n">audio h</th><th class="n">wall s</th><th>note</th></tr>')
         for run in runs:
             s = run.summary
             note = s.get("stopped") or s.get("error") or ""
             parts.append(
-                f"<tr><td>{e(_short_time(run.started_at))}</td><td>{e(run.status)}</td>"
+                f'<tr><td class="t">{e(_short_time(run.started_at))}</td><td>{e(run.status)}</td>'
                 f'<td class="n">{"" if run.exit_code is None else run.exit_code}</td>'
                 f'<td class="n">{s.get("found", "")}</td><td class="n">{s.get("done", "")}</td>'
                 f'<td class="n">{s.get("failed", "")}</td><td class="n">{s.get("pending", "")}</td>'
                 f'<td class="n">{_hours(s.get("audio_seconds"))}</td><td class="n">{_seconds(s.get("wall_seconds"))}</td>'
-                f"<td>{e(str(note))}</td></tr>"
+                f"<td>{_text(str(note))}</td></tr>"
             )
-        parts.append("</table>")
+        parts.append("</table></div>")
     else:
         parts.append('<p class="empty">No runs yet.</p>')
     parts.append("</body></html>")

@@ -129,7 +129,7 @@ def _dry_run(config: Config, options: RunOptions, paths: JobPaths, clock: Callab
         pending=outcomes.count(Outcome.PENDING),
         dry_run=True,
         plan=tuple(planned),
-        skipped_by_scan=tuple((s.key, s.reason) for s in scan.skipped),
+        skipped_by_scan=scan.skipped,
         wall_seconds=clock() - started,
     )
 
@@ -342,7 +342,7 @@ class _Run:
             stop_message=self.stop.message,
             outcomes=tuple(self.outcomes),
             plan=tuple(decisions),
-            skipped_by_scan=tuple((s.key, s.reason) for s in scan.skipped),
+            skipped_by_scan=scan.skipped,
             server=self.server,
         )
 

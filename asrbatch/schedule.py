@@ -7,10 +7,12 @@ import re
 import shlex
 import shutil
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from asrbatch.config import Config
+from asrbatch.errors import ConfigError
 from asrbatch.paths import JobPaths
 
 DEFAULT_MINUTE = 5
@@ -39,6 +41,8 @@ class CronJob:
     """The variable holding the server password, when the config logs in."""
     flags: tuple[str, ...] = ()
     """Further run flags, repeated as given (``--url``, ``--hotwords``...)."""
+    environment: tuple[tuple[str, str], ...] = ()
+    """``ASRBATCH_*`` settings from the environment, written as variable lines of the crontab."""
 
 
 def plan(
@@ -50,11 +54,14 @@ def plan(
     lock_file: Path | None = None,
     log_file: Path | None = None,
     flags: tuple[str, ...] = (),
+    environment: Mapping[str, str] | None = None,
 ) -> CronJob:
     """The cron job of *config* (``input.dir`` set): absolute paths, a lock file, a runtime bound.
 
     ``max_runtime`` defaults to 50 minutes unless the config sets ``run.max_runtime``.
-    *flags* are further run flags, repeated in the entry as given.
+    *flags* are further run flags, repeated in the entry as given; *environment* the
+    ``ASRBATCH_*`` settings the config was loaded with, repeated as crontab variable lines.
+    Raises :class:`~asrbatch.errors.ConfigError` for a value a crontab cannot hold (a newline).
     """
     paths = JobPaths.for_run(config)
     assert paths.input_dir is not None and paths.output_dir is not None
@@ -67,12 +74,27 @@ def plan(
         user=user,
         minute=minute,
         max_runtime=max_runtime,
-        lock_file=lock_file or default_lock_file(paths.state_dir),
+        lock_file=lock_file.expanduser().resolve() if lock_file else default_lock_file(paths.state_dir),
         log_file=log_file.expanduser().resolve() if log_file else None,
         executable=find_executable(),
         needs_password=config.server.password_env if config.server.username else None,
         flags=flags,
+        environment=tuple(_checked_variables(environment or {})),
     )
+
+
+def _checked_variables(environment: Mapping[str, str]) -> list[tuple[str, str]]:
+    for name, value in environment.items():
+        if "\n" in value or "\r" in value:
+            raise ConfigError(f"{name}: a crontab variable cannot hold a line break",
+                              hint="set that key in the config file instead")
+    return sorted(environment.items())
+
+
+def number_text(value: float) -> str:
+    """*value* as a flag's text that reads back as the same number (``60``, ``12.5``, ``0.30000000000000004``)."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
 
 
 def default_lock_file(state_dir: Path) -> Path:
@@ -98,7 +120,7 @@ def command(job: CronJob) -> list[str]:
         args += ["-c", str(job.config_file)]
     args += job.flags
     if job.max_runtime is not None:
-        args += ["--max-runtime", f"{job.max_runtime:g}"]
+        args += ["--max-runtime", number_text(job.max_runtime)]
     args.append("-q")
     return args
 
@@ -118,8 +140,19 @@ def render(job: CronJob) -> str:
     if job.needs_password:
         lines.append(f"# The server login reads ${job.needs_password}: add {job.needs_password}=... as a line "
                      "below and make this file readable by root only (chmod 600).")
-    lines += ["SHELL=/bin/sh", "PATH=/usr/local/bin:/usr/bin:/bin", entry]
+    lines += ["SHELL=/bin/sh", "PATH=/usr/local/bin:/usr/bin:/bin"]
+    if job.environment:
+        lines.append("# Settings from the environment cron-line ran in (the job reads them as it reads the config):")
+        lines += [f"{name}={_cron_value(value)}" for name, value in job.environment]
+    lines.append(entry)
     return "\n".join(lines) + "\n"
+
+
+def _cron_value(value: str) -> str:
+    """A crontab variable's value: cron strips blanks around it and one pair of quotes."""
+    if value == value.strip() and value[:1] not in ("'", '"'):
+        return value
+    return f"'{value}'" if "'" not in value else f'"{value}"'
 
 
 def _cron_quote(arg: str) -> str:

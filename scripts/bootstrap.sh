@@ -27,6 +27,8 @@ if (( with_test )); then
     # by crontab -n, systemd-analyze verify and logrotate.
     command -v chromium >/dev/null || need_pkgs+=(chromium)
     command -v crontab >/dev/null || need_pkgs+=(cron)
+    # The console tests run asrbatch in a real terminal: tmux.
+    command -v tmux >/dev/null || need_pkgs+=(tmux)
     command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
     [[ -x /usr/sbin/logrotate ]] || command -v logrotate >/dev/null || need_pkgs+=(logrotate)
 fi
@@ -57,3 +59,4 @@ if [[ ! -f "$stamp" || "$here/pyproject.toml" -nt "$stamp" ]]; then
     touch "$stamp"
 fi
 say "ready: $venv/bin/asrbatch"
+say "asrbatch is not on your PATH: run it as $venv/bin/asrbatch, or first: source $venv/bin/activate"

@@ -4,4 +4,9 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$here/scripts/bootstrap.sh"
-exec "${ASRBATCH_VENV:-$here/.venv}/bin/asrbatch" demo "$@"
+venv="${ASRBATCH_VENV:-$here/.venv}"
+status=0
+"$venv/bin/asrbatch" demo "$@" || status=$?
+printf '\nNext: run asrbatch yourself as %s/bin/asrbatch (e.g. %s/bin/asrbatch --help),\nor type `source %s/bin/activate` first to have asrbatch on your PATH in this shell.\n' \
+    "$venv" "$venv" "$venv"
+exit "$status"

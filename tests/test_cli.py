@@ -64,10 +64,14 @@ def test_ping_with_a_missing_function_is_a_configuration_error(gradio_server: Se
     assert "fn_index 9" in result.stderr
 
 
-def test_demo_runs_the_embedded_default(tmp_path: Path) -> None:
+def test_demo_runs_the_embedded_default_and_writes_the_log_every_run_writes(tmp_path: Path) -> None:
     result = asrbatch("demo", "-o", str(tmp_path / "demo"), timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "event=summary found=5 new=5 done=5" in result.stdout
+    assert "5 recordings found: 5 transcribed." in result.stdout.splitlines()
+    log = tmp_path / "demo" / ".asrbatch" / "asrbatch.log"
+    assert f"The log of this run: {log}" in result.stdout
+    assert "event=summary found=5 new=5 done=5" in log.read_text(encoding="utf-8")
+    assert "every run" in README and "<state>/asrbatch.log" in README
     greeting = (tmp_path / "demo" / "greeting.txt").read_text()
     assert wer("Good morning everyone and welcome to the meeting. I think we should start the meeting now.",
                greeting) <= 0.2
@@ -91,3 +95,35 @@ def test_every_exit_code_is_in_the_readme_table() -> None:
 
 def test_version() -> None:
     assert main(["--version"]) == 0
+
+
+def test_serve_help_names_the_command_people_type() -> None:
+    result = asrbatch("serve", "--help")
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: asrbatch serve ")
+
+
+def test_the_server_does_not_suggest_a_public_share_link(gradio_server: ServerProcess) -> None:
+    shown = gradio_server.log_tail(200)
+    assert "share=True" not in shown and "public link" not in shown
+    assert f"asrbatch server: listening on 127.0.0.1:{gradio_server.port} (Ctrl-C stops it)" in shown
+
+
+def test_readme_says_how_to_run_asrbatch_after_the_set_up() -> None:
+    setup = README[README.index("## Set-up"):README.index("## Usage")]
+    assert ".venv/bin/asrbatch" in setup and "source .venv/bin/activate" in setup
+    # What it promises is what the scripts do: the command is in .venv/bin, and they say so.
+    assert (REPO / ".venv" / "bin" / "asrbatch").exists() or Path(sys.executable).with_name("asrbatch").exists()
+    bootstrap = (REPO / "scripts" / "bootstrap.sh").read_text(encoding="utf-8")
+    assert "source $venv/bin/activate" in bootstrap and "$venv/bin/asrbatch" in bootstrap
+    assert "source" in (REPO / "scripts" / "demo.sh").read_text(encoding="utf-8")
+    # The test set-up says what it costs, with the figure the build itself prints.
+    from tests.support.servers import FRESH_BUILD
+
+    development = README[README.index("## Development"):]
+    assert FRESH_BUILD.split(" on ")[0].removeprefix("about ") in development
+
+
+def test_readme_ping_line_matches_what_ping_prints() -> None:
+    row = next(line for line in README.splitlines() if line.startswith("| `asrbatch ping"))
+    assert "one line" in row and "the error and what to try" in row

@@ -227,3 +227,95 @@ def test_logrotate_file(tmp_path: Path) -> None:
     assert forced.returncode == 0, forced.stderr
     assert (log.parent / "cron.log.1").read_text(encoding="utf-8") == "asrbatch: server unavailable\n"
     assert log.exists() and log.stat().st_size == 0
+
+
+def cron_environment(text: str) -> dict[str, str]:
+    """The variable lines of a crontab, as cron reads them (one pair of quotes stripped)."""
+    found = {}
+    for line in text.splitlines():
+        match = re.match(r"^([A-Z_][A-Z0-9_]*)=(.*)$", line)
+        if match:
+            value = match.group(2)
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            found[match.group(1)] = value
+    return found
+
+
+def test_cron_line_reproduces_every_run_option_and_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from asrbatch.cli import JOB_FLAGS, RUN_FLAGS, load_job
+    from asrbatch.paths import JobPaths
+
+    # One value for every run flag, none of them a default; floats that a short format would round.
+    values = {"output_dir": "out dir", "url": "http://gpu-host:7860", "hotwords": "Paraformer, FunASR",
+              "min_age": 0.30000000000000004, "formats": "txt,srt", "workers": 3, "max_files": 7,
+              "max_runtime": 1234.5678901}
+    assert set(values) == set(RUN_FLAGS), "a new run flag needs a value in this test"
+    # Every option of `run` is either a job flag cron-line repeats or per invocation, not for a schedule.
+    run_options = {param.name for param in asrbatch_cli.commands["run"].params}
+    assert run_options - set(RUN_FLAGS) == {"input_dir", "config_path", "dry_run", "force", "verbose", "quiet"}
+    assert set(RUN_FLAGS) <= {param.name for param in asrbatch_cli.commands["cron-line"].params}
+
+    monkeypatch.chdir(tmp_path)
+    for name in [n for n in os.environ if n.startswith("ASRBATCH_")]:
+        monkeypatch.delenv(name)
+    (tmp_path / "rec 100%").mkdir()
+    Path("job.yaml").write_text("hotwords: [SeACo]\nserver:\n  retry:\n    attempts: 2\n", encoding="utf-8")
+    environment = {"ASRBATCH_STATE_MAX_RUNS": "5", "ASRBATCH_AUDIO_SPLIT_ABOVE": "600",
+                   "ASRBATCH_INPUT_HOTWORDS_FILE": " words.txt"}
+    arguments = ["cron-line", "rec 100%", "-c", "job.yaml", "--user", "asrbatch"]
+    for name, value in values.items():
+        arguments += [JOB_FLAGS[name].long, str(value)]
+    printed = CliRunner().invoke(asrbatch_cli, arguments, env=environment, catch_exceptions=False)
+    assert printed.exit_code == 0, printed.output
+    check_with_crontab(printed.output, tmp_path)
+    (_, user, command), = cron_entries(printed.output)
+    assert user == "asrbatch"
+    words = asrbatch_arguments(command)
+    assert words[-1] == "-q"
+    parses(words)
+
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    original = load_job(Path("job.yaml"), Path("rec 100%"), {k: _parsed(k, v) for k, v in values.items()})
+    for name in environment:
+        monkeypatch.delenv(name)
+
+    # Cron's view: another folder, only the crontab's variables.
+    monkeypatch.chdir("/")
+    for name, value in cron_environment(printed.output).items():
+        if name.startswith("ASRBATCH_"):
+            monkeypatch.setenv(name, value)
+    with click.Context(asrbatch_cli) as parent:
+        context = asrbatch_cli.commands["run"].make_context("run", words[1:], parent=parent)
+    params = context.params
+    assert not params["dry_run"] and not params["force"] and params["quiet"]
+    scheduled = load_job(params["config_path"], params["input_dir"], {k: params[k] for k in RUN_FLAGS})
+
+    assert _absolute(scheduled, tmp_path) == _absolute(original, tmp_path)
+    assert JobPaths.for_run(scheduled) == JobPaths.for_run(_absolute(original, tmp_path))
+    assert scheduled.hotwords == ("SeACo", "Paraformer", "FunASR")
+    assert scheduled.input.min_age == 0.30000000000000004 and scheduled.run.max_runtime == 1234.5678901
+    assert (scheduled.state.max_runs, scheduled.audio.split_above, scheduled.server.retry.attempts) == (5, 600.0, 2)
+    assert scheduled.output.dir == tmp_path / "out dir" and scheduled.source == tmp_path / "job.yaml"
+
+
+def _parsed(name: str, value: object) -> object:
+    """The value click hands the command for the text *value* of flag *name*."""
+    option = next(p for p in asrbatch_cli.commands["run"].params if p.name == name)
+    with click.Context(asrbatch_cli) as context:
+        return option.type_cast_value(context, str(value))
+
+
+def _absolute(config, folder: Path):  # type: ignore[no-untyped-def]
+    """*config* with its relative paths made absolute as seen from *folder* (absolute ones kept)."""
+    import dataclasses
+
+    def absolute(path: Path | None) -> Path | None:
+        return None if path is None else (folder / path).resolve()
+
+    return dataclasses.replace(config, source=absolute(config.source),
+                               input=dataclasses.replace(config.input, dir=absolute(config.input.dir)),
+                               output=dataclasses.replace(config.output, dir=absolute(config.output.dir)))

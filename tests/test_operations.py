@@ -70,7 +70,7 @@ def test_bounded_run_with_a_failed_file_exits_1(proxy: FaultProxy, tmp_path: Pat
     config.write_text(json.dumps({"run": {"max_files": 2}}), encoding="utf-8")  # the bound from the config
     result = cli("run", str(inp), "-o", str(out), "--url", proxy.url, "-c", str(config), "-q")
     assert result.returncode == int(ExitCode.FILES_FAILED)
-    assert "failed=1" in result.stderr and "stopped=max_files" in result.stderr
+    assert "1 failed" in result.stderr and "stopped at the --max-files bound" in result.stderr
     summary = runs(out / ".asrbatch")[-1]["summary"]
     assert (summary["failed"], summary["done"], summary["pending"], summary["stopped"]) == (1, 1, 2, "max_files")
 

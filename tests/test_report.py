@@ -3,7 +3,9 @@ rendered in headless Chromium."""
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import shutil
 import sqlite3
 import struct
@@ -205,3 +207,37 @@ def test_html_report_of_an_empty_ledger(tmp_path: Path) -> None:
     assert 'id="total-recordings">0<' in source and "No runs yet." in source and "Nothing processed" in source
     assert source.count('class="bar"') == 3
     assert [p.name for p in page.parent.iterdir()] == ["report.html"]
+
+
+MEASURE = """<script>addEventListener("load", () => {
+  const page = document.documentElement;
+  document.body.dataset.measured = JSON.stringify({page: page.scrollWidth, window: innerWidth,
+    tables: [...document.querySelectorAll("table")].map(t => [t.id, t.parentElement.scrollWidth, t.parentElement.clientWidth]),
+    headers: [...document.querySelectorAll("th")].map(h => [h.textContent, h.getClientRects().length > 0 ? Math.round(h.getBoundingClientRect().height) : 0])});
+});</script>"""
+
+
+def test_html_report_at_phone_width_never_scrolls_sideways_and_names_the_recordings(
+    history: Path, tmp_path: Path,
+) -> None:
+    page = tmp_path / "report.html"
+    assert main(["report", "-o", str(history), "--html", str(page)]) == 0
+    source = page.read_text(encoding="utf-8")
+    recordings = history.parent / "in"
+    assert f"<title>asrbatch: {recordings}</title>" in source and f"<h1>asrbatch: {recordings}</h1>" in source
+    assert "`" not in source and "<code>asrbatch retry</code>" in source  # commands set as code, not backticks
+    # Measured in the browser on a copy with a script of the test's own (the report has none).
+    probe = tmp_path / "probe.html"
+    probe.write_text(source.replace("</body>", MEASURE + "</body>"), encoding="utf-8")
+    for width in (700, 1024):
+        dom = browse(probe, tmp_path / f"profile-{width}", "--dump-dom", f"--window-size={width},1000")
+        assert dom.returncode == 0, dom.stderr[-2000:]
+        found = re.search(r'data-measured="([^"]*)"', dom.stdout)
+        assert found is not None, dom.stdout[-2000:]
+        measured = json.loads(html.unescape(found.group(1)))
+        assert measured["window"] == width
+        assert measured["page"] <= width, measured  # no sideways scrolling of the page
+        assert all(scroll <= client for _, scroll, client in measured["tables"]), measured  # nor of a table
+        # A header cell is one line: "audio h", not "audio" above "h".
+        heights = {height for _, height in measured["headers"]}
+        assert max(heights) <= min(heights) + 2, measured["headers"]

@@ -347,6 +347,9 @@ def launch_options(
     if _accepts(launch, "ssr_mode"):
         # Server-side rendering needs Node.js and adds nothing for API clients.
         options["ssr_mode"] = False
+    if _accepts(launch, "quiet"):
+        # Gradio's start-up text tells notebook users to set share=True; serve says where it listens.
+        options["quiet"] = True
     return options
 
 

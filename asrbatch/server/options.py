@@ -135,7 +135,7 @@ def true_or_false(text: str) -> bool:
 def build_parser() -> argparse.ArgumentParser:
     """The server's argument parser."""
     parser = argparse.ArgumentParser(
-        prog="python -m asrbatch.server",
+        prog="asrbatch serve",
         description="Run the reference speech-recognition server that asrbatch sends recordings to:\n"
         "a Gradio app shaped like the FunASR Paraformer WebUI, FunASR's OpenAI-compatible\n"
         "funasr-server API, or the FunASR runtime SDK's WebSocket server, with one engine.",

@@ -169,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if options.protocol == "gradio":
         signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    print(f"asrbatch server: listening on {options.host}:{options.port} (Ctrl-C stops it)", flush=True)
     try:
         front.run(options, recognizer)
     except OSError as error:

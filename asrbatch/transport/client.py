@@ -292,5 +292,5 @@ class Client:
     def _unavailable(self, exc: TransientError) -> ServerUnavailableError:
         return ServerUnavailableError(
             f"server {self.settings.url} unavailable after {exc.attempts} attempts: {exc.message}",
-            hint="check it is running (asrbatch ping)",
+            hint="check that it is running: asrbatch ping",
         )

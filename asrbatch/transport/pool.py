@@ -307,7 +307,7 @@ class ServerPool:
                                  hint="check server.urls, fn_index/api_name and the login")
         reasons = "; ".join(f"{m.url}: {m.error or 'failed'}" for m in self._members)
         noun = "server" if len(self._members) == 1 else f"all {len(self._members)} servers"
-        return ServerUnavailableError(f"{noun} unavailable: {reasons}", hint="check they are running (asrbatch ping)")
+        return ServerUnavailableError(f"{noun} unavailable: {reasons}", hint="check that they are running: asrbatch ping")
 
     # -- health -----------------------------------------------------------------------------------
 

@@ -137,7 +137,7 @@ def test_server_errors_that_persist_mean_unavailable(gradio_server: ServerProces
     with Client(settings_for(proxy.url), sleep=sleep) as client, pytest.raises(ServerUnavailableError) as caught:
         client.transcribe(clip)
     assert str(caught.value).startswith(f"server {proxy.url} unavailable after 3 attempts: HTTP 502 on POST ")
-    assert "check it is running (asrbatch ping)" in str(caught.value)
+    assert "check that it is running: asrbatch ping" in str(caught.value)
 
 
 def test_server_not_running(settings_for: Callable[..., ServerConfig], sleep: SleepRecorder, clip: Path) -> None:
@@ -147,7 +147,7 @@ def test_server_not_running(settings_for: Callable[..., ServerConfig], sleep: Sl
         ping(settings_for(url), sleep=sleep)
     assert time.monotonic() - started < 2
     assert str(caught.value) == (f"server {url} unavailable after 3 attempts: connection refused on GET /config "
-                                 "(check it is running (asrbatch ping))")
+                                 "(check that it is running: asrbatch ping)")
     assert sleep.waits == [1.0, 2.0]
     with Client(settings_for(url), sleep=sleep) as client, pytest.raises(ServerUnavailableError):
         client.transcribe(clip)
