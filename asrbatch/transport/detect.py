@@ -35,8 +35,6 @@ QUEUE = "queue"
 """Gradio 4.x and later by fn_index: ``POST {prefix}/queue/join``, ``GET {prefix}/queue/data`` (SSE)."""
 LEGACY_QUEUE = "legacy-queue"
 """Gradio 3.x through its websocket queue, ``/queue/join`` (generators; ``api_open=False``)."""
-AUTO = "auto"
-"""The setting value that lets the app's ``/config`` decide (function, template, output)."""
 CALL_FROM = (4, 20)
 """The first Gradio version with ``/call/<api_name>``."""
 
