@@ -14,7 +14,10 @@ The shapes that matter are the same in every version of that protocol (``sse_v1`
 outputs (``success`` false: ``output.error``, the message or null); ``process_generating``
 (a generator's partials: full values on ``sse_v1``, diffs from ``sse_v2``) is skipped;
 ``heartbeat``, ``estimation``, ``process_starts``, ``progress`` and ``log`` carry nothing for us;
-``close_stream`` (``sse_v3``) follows the last completed event of a session.  ``/call`` hides
+``close_stream`` (``sse_v3``) follows the last completed event of a session.  The first protocol
+(``sse``, Gradio 4.0-4.9) turns the two routes around: ``GET {prefix}/queue/join?fn_index=&session_hash=``
+streams the messages and asks for the data with ``send_data`` (an ``event_id``), which goes to
+``POST {prefix}/queue/data`` with that event_id; the stream then carries one event only.  ``/call`` hides
 every error message on 4.x and some 5.x (``event: error`` + ``data: null``); the queue route
 carries it, so such a failure is asked again there (:class:`QueueRequired`).
 
@@ -29,6 +32,7 @@ from __future__ import annotations
 import codecs
 import json
 import logging
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -242,10 +246,44 @@ def call(
     session_hash = uuid.uuid4().hex[:11]
     body.update({"fn_index": function.fn_index, "session_hash": session_hash, "event_data": None,
                  "trigger_id": None})
+    if app.wire_protocol == FIRST_QUEUE_PROTOCOL:
+        return _call_first_queue(session, settings.url, found, body, timeouts, deadline_at, clock)
     event_id = _post_json(session, settings.url, found["join"], body, timeouts)
     stream_url = join(settings.url, f"{found['data']}?session_hash={session_hash}")
     for event in _stream(session, stream_url, f"GET {found['data']}", timeouts, deadline_at, clock):
         outputs = interpret_queue_message(_loads(event.data), event_id)
+        if outputs is not None:
+            return outputs
+    raise RetryableError("server ended the queue stream without a result", reason="stream ended")
+
+
+FIRST_QUEUE_PROTOCOL = "sse"
+"""The ``protocol`` of Gradio 4.0-4.9 in ``/config``."""
+
+
+def _call_first_queue(
+    session: requests.Session,
+    base: str,
+    found: dict[str, str],
+    body: dict[str, Any],
+    timeouts: Timeouts,
+    deadline_at: float,
+    clock: Callable[[], float],
+) -> list[Any]:
+    """Gradio 4.0-4.9: stream ``GET /queue/join``, send the data to ``POST /queue/data`` when asked."""
+    query = urllib.parse.urlencode({"fn_index": body["fn_index"], "session_hash": body["session_hash"]})
+    stream_url = join(base, f"{found['join']}?{query}")
+    event_id: str | None = None
+    for event in _stream(session, stream_url, f"GET {found['join']}", timeouts, deadline_at, clock):
+        message = _loads(event.data)
+        if not isinstance(message, dict):
+            continue
+        if message.get("msg") == "send_data":
+            event_id = str(message.get("event_id") or "")
+            _post(session, base, found["data"], {**body, "event_id": event_id}, timeouts)
+            continue
+        # The stream carries this one event: a message without an event_id is about it.
+        outputs = interpret_queue_message({"event_id": event_id, **message}, event_id or "")
         if outputs is not None:
             return outputs
     raise RetryableError("server ended the queue stream without a result", reason="stream ended")
@@ -281,8 +319,9 @@ def upload(
     return paths[0]
 
 
-def _post_json(session: requests.Session, base: str, route: str, body: dict[str, Any], timeouts: Timeouts,
-               *, missing: type[EndpointError] = EndpointError) -> str:
+def _post(session: requests.Session, base: str, route: str, body: dict[str, Any], timeouts: Timeouts,
+          *, missing: type[EndpointError] = EndpointError) -> requests.Response:
+    """POST *body* as JSON; the 200 response, or the error any other answer stands for."""
     what = f"POST {route}"
     try:
         response = session.post(join(base, route), json=body, timeout=timeouts.pair)
@@ -291,7 +330,18 @@ def _post_json(session: requests.Session, base: str, route: str, body: dict[str,
     if response.status_code != 200:
         if response.status_code == 404:
             raise missing(f"HTTP 404 on {what}: the server has no such route", hint="check server.url")
+        if response.status_code == 405:
+            # Not the recording's fault: a route that takes other requests (another queue protocol).
+            raise EndpointError(f"HTTP 405 on {what}: the route does not take this request",
+                                hint="check server.url; which Gradio is it (asrbatch ping)?")
         raise classify_status(response, what)
+    return response
+
+
+def _post_json(session: requests.Session, base: str, route: str, body: dict[str, Any], timeouts: Timeouts,
+               *, missing: type[EndpointError] = EndpointError) -> str:
+    what = f"POST {route}"
+    response = _post(session, base, route, body, timeouts, missing=missing)
     try:
         event_id = response.json().get("event_id")
     except (ValueError, AttributeError):

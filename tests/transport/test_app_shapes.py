@@ -1,8 +1,9 @@
 """Gradio apps other than the Paraformer WebUI, tried as a new user would: nothing but the URL.
 
 The reference server's app shapes (``asrbatch serve --app simple|numpy|multitab|streaming``, and
-``--api-open false``) on Gradio 3.50.2, 4.16.0 (before ``/call``), 4.44.1 and 6.31.0, one server
-per case shared by the tests of this module, with real festival speech.
+``--api-open false``) on Gradio 3.50.2, 4.16.0 (before ``/call``), 4.44.1 and 6.31.0, and 4.8.0
+(the first queue protocol), one server per case shared by the tests of this module, with real
+festival speech.
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ from tests.transport.conftest import make_settings
 
 VERSIONS = ("3.50.2", "4.16.0", "4.44.1", "6.31.0")
 SHAPES = ("simple", "numpy", "multitab", "streaming")
-CASES = [(version, shape) for version in VERSIONS for shape in SHAPES] + [("4.16.0", "paraformer")]
+CASES = [(version, shape) for version in VERSIONS for shape in SHAPES] + [
+    ("4.16.0", "paraformer"),
+    # Gradio 4.0-4.8 speak the first queue protocol (sse): the stream first, then the data.
+    ("4.8.0", "simple"),
+    ("4.8.0", "streaming"),
+]
 WER_BOUND = 0.25
 SENTENCES = ("I would like a cup of coffee please.", "The children are playing in the park.")
 """Eight and seven words: the streaming app's partials (a third, two thirds) are far off both."""
@@ -59,7 +65,8 @@ def route(version: str, shape: str) -> str:
     """How the function is called: 3.x REST (its websocket queue for a generator), 4.16's queue, /call."""
     if version.startswith("3."):
         return detect.LEGACY_QUEUE if shape == "streaming" else detect.LEGACY
-    return {"4.16.0": detect.QUEUE, "4.44.1": detect.SSE, "6.31.0": detect.SSE_PREFIXED}[version]
+    return {"4.8.0": detect.QUEUE, "4.16.0": detect.QUEUE, "4.44.1": detect.SSE,
+            "6.31.0": detect.SSE_PREFIXED}[version]
 
 
 def settings(url: str, **changes: object) -> ServerConfig:
