@@ -1,8 +1,9 @@
 """Every difference between the Gradio generations the server runs on, in one place.
 
 Supported deployment: Gradio 6.x. Also run in tests: 4.44 and 3.50, the generations the
-Paraformer WebUI is found on, 4.16, the last 4.x before ``/call``, and 4.8, the last 4.x of the
-first queue protocol. Differences are
+Paraformer WebUI is found on, 4.16, the last 4.x before ``/call``, 4.8, the last 4.x of the
+first queue protocol, and 5.50, whose ``/call`` answers even a ``gr.Error`` with ``event: error``
+and ``data: null`` (its ``/queue/data`` carries the message). Differences are
 detected from signatures where possible, so a minor release that adds or drops a parameter is
 handled without a version table.
 

@@ -264,3 +264,21 @@ def test_an_upload_over_the_limit_names_the_limit(version: str, server_factory: 
         client.transcribe(clip)
     assert "the server accepts at most 20480 bytes" in str(caught.value)
     assert caught.value.permanent
+
+
+@pytest.mark.parametrize("version", ["5.50.0"])
+def test_an_error_message_lost_on_call_is_read_from_the_queue(
+    version: str, server_factory: Callable[..., ServerProcess], clips: list[tuple[str, Path]], tmp_path: Path
+) -> None:
+    """5.50's /call answers a gr.Error with ``event: error`` and ``data: null`` (4.44 too: test_servers)."""
+    server = server_factory(version, extra_args=["--app", "simple"])
+    bogus = tmp_path / "notes.wav"
+    bogus.write_bytes(b"These are my meeting notes, not audio.\n" * 40)
+    sentence, clip = clips[0]
+    with Client(settings(server.url)) as client:
+        assert client.probe().protocol == detect.SSE_PREFIXED
+        with pytest.raises(InputRejectedError, match="cannot decode audio") as caught:
+            client.transcribe(bogus)
+        assert caught.value.permanent
+        assert client.probe().protocol == detect.QUEUE  # from then on
+        assert wer(sentence, client.transcribe(clip).text) <= WER_BOUND
