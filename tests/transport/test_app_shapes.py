@@ -197,6 +197,19 @@ def test_a_missing_call_route_sends_the_client_to_the_queue(
         assert client.probe().protocol == detect.QUEUE
 
 
+@only(("4.44.1", "streaming"), ("6.31.0", "streaming"))
+def test_a_generator_through_queue_data_gives_its_final_value(
+    shaped: tuple[ServerProcess, str], clips: list[tuple[str, Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From sse_v2 on, /queue/data sends a generator's later partials as diffs; the completion is whole."""
+    server, _ = shaped
+    parse = detect.parse_config
+    monkeypatch.setattr(detect, "parse_config", lambda data: dataclasses.replace(parse(data), has_call=False))
+    with Client(settings(server.url)) as client:
+        assert client.probe().protocol == detect.QUEUE
+        assert client.transcribe(clips[0][1]).text == FINAL
+
+
 # ---------------------------------------------------------------------------------------------
 # queue(api_open=False): the REST routes are closed, only the queue runs events
 
