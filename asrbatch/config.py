@@ -40,6 +40,7 @@ RESERVED_ENV = (
 )
 
 DEFAULT_TEMPLATE = (None, "<audio>", "<batch_size>", "<hotwords>")
+"""The Paraformer WebUI's arguments (hotword file, audio, batch size, hotwords): what ``auto`` builds there."""
 SERVER_SCHEMES = ("http://", "https://", "ws://", "wss://")
 WEBSOCKET_SCHEMES = ("ws://", "wss://")
 OUTPUT_FORMATS = ("txt", "json", "srt", "vtt")
@@ -70,19 +71,24 @@ class ServerConfig:
         "(GET /v1/models) is recognised.",
         default="auto",
     )
-    fn_index: int | None = _doc(
-        "Index of the recognition function in the app's /config (the WebUI's first button is 0).",
-        default=0,
+    fn_index: Literal["auto"] | int | None = _doc(
+        "Index of the recognition function in the app's /config (the WebUI's first button is 0); auto "
+        "(or null): the first function the server runs that takes an audio (else a file) input and gives text.",
+        default="auto",
     )
     api_name: str | None = _doc(
         "Name of the recognition endpoint (Gradio 4+); when set it wins over fn_index.", default=None
     )
-    input_template: tuple[Any, ...] = _doc(
+    input_template: Literal["auto"] | tuple[Any, ...] = _doc(
         "Arguments sent to the function; the placeholders <audio>, <batch_size> and <hotwords> are "
-        "filled in, anything else is sent as written.",
-        default=DEFAULT_TEMPLATE,
+        "filled in, anything else is sent as written. auto: built from the function's inputs (the recording "
+        "to its audio input, else its file input; <batch_size> to a slider labelled batch size; <hotwords> to "
+        "a textbox labelled or hinting hotwords, 热词 or prompt; every other input its declared default).",
+        default="auto",
     )
-    output_index: int = _doc("Which of the function's outputs holds the text.", default=0)
+    output_index: Literal["auto"] | int = _doc(
+        "Which of the function's outputs holds the text; auto: its first text output.", default="auto"
+    )
     batch_size: int = _doc("Value sent for <batch_size>.", default=1)
     hotword_separator: str = _doc("Separator used to join hotwords into <hotwords>.", default=",")
     username: str | None = _doc("Gradio login user name (password comes from password_env).", default=None)
@@ -570,7 +576,17 @@ def _describe(value: Any) -> str:
 
 
 def _type_name(hint: Any) -> str:
-    return " or ".join(getattr(a, "__name__", str(a)) for a in typing.get_args(hint) if a is not type(None))
+    names: list[str] = []
+    for arg in typing.get_args(hint):
+        if arg is type(None):
+            continue
+        if typing.get_origin(arg) is Literal:
+            names.extend(map(str, typing.get_args(arg)))
+        elif typing.get_origin(arg) is tuple:
+            names.append("a list")
+        else:
+            names.append(getattr(arg, "__name__", str(arg)))
+    return " or ".join(names)
 
 
 def protocol_problem(protocol: str, url: str) -> str | None:
@@ -588,14 +604,12 @@ def _cross_checks(config: Config) -> list[str]:
     s = config.server
     if not s.url.startswith(SERVER_SCHEMES):
         problems.append(f"server.url: must start with http://, https://, ws:// or wss://, not {s.url!r}")
-    if s.fn_index is None and not s.api_name:
-        problems.append("server.fn_index: set fn_index or api_name")
-    if s.fn_index is not None and s.fn_index < 0:
-        problems.append("server.fn_index: must be >= 0")
-    if s.output_index < 0:
-        problems.append("server.output_index: must be >= 0")
-    if "<audio>" not in s.input_template:
-        problems.append("server.input_template: must contain the <audio> placeholder")
+    if isinstance(s.fn_index, int) and s.fn_index < 0:
+        problems.append("server.fn_index: must be >= 0 or auto")
+    if isinstance(s.output_index, int) and s.output_index < 0:
+        problems.append("server.output_index: must be >= 0 or auto")
+    if not isinstance(s.input_template, str) and "<audio>" not in s.input_template:
+        problems.append("server.input_template: must be auto, or a list that contains the <audio> placeholder")
     if not 1 <= s.batch_size <= 10_000:
         problems.append("server.batch_size: must be >= 1")
     for name in ("connect_timeout", "read_timeout", "deadline"):

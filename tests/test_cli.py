@@ -33,7 +33,8 @@ def test_ping_reports_version_and_protocol(gradio_server: ServerProcess) -> None
     protocol = PROTOCOLS[gradio_server.version[0]]
     assert re.fullmatch(
         rf"ok url={re.escape(gradio_server.url)} gradio={re.escape(gradio_server.version)} "
-        rf"protocol={protocol} fn_index=0( api_name=recognize)? latency_ms=\d+",
+        rf"protocol={protocol} fn_index=0( api_name=recognize)?"
+        rf'( template=\[null,"<audio>","<batch_size>","<hotwords>"\] output_index=0)? latency_ms=\d+',
         line,
     ), line
 

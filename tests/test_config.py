@@ -111,3 +111,33 @@ def test_default_output_is_beside_the_input(tmp_path):
     assert paths.state_dir == paths.output_dir / ".asrbatch"
     assert paths.ledger == paths.state_dir / "ledger.sqlite3" and paths.log_file == paths.state_dir / "asrbatch.log"
     assert not paths.output_dir.exists()  # nothing is created until a run prepares the paths
+
+
+def test_the_recognition_function_is_chosen_automatically_unless_set(tmp_path):
+    server = load_config(None, env={}).server
+    assert (server.fn_index, server.api_name, server.input_template, server.output_index) == (
+        "auto", None, "auto", "auto")
+    path = tmp_path / "c.yaml"
+    path.write_text('server:\n  fn_index: 1\n  input_template: ["<audio>", "zh", "<hotwords>", 5]\n'
+                    "  output_index: 0\n")
+    server = load_config(path, env={}).server
+    assert (server.fn_index, server.input_template, server.output_index) == (1, ("<audio>", "zh", "<hotwords>", 5), 0)
+    path.write_text("server:\n  fn_index: null\n  input_template: auto\n")
+    assert load_config(path, env={}).server.fn_index is None  # null: auto, as before
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("fn_index: first", "server.fn_index: str 'first' is not auto or int"),
+     ("fn_index: -1", "server.fn_index: must be >= 0 or auto"),
+     ("output_index: 1.5", "server.output_index: float 1.5 is not auto or int"),
+     ("input_template: automatic", "server.input_template: must be auto, or a list that contains the <audio>"),
+     ("input_template: [null, 1]", "server.input_template: must be auto, or a list that contains the <audio>"),
+     ("input_template: {audio: 1}", "server.input_template: dict {'audio': 1} is not auto or a list")],
+)
+def test_bad_function_settings_are_named(tmp_path, text, problem):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"server:\n  {text}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    assert problem in str(caught.value)

@@ -1,7 +1,9 @@
 """Every difference between the Gradio generations the server runs on, in one place.
 
 Supported deployment: Gradio 6.x. Also run in tests: 4.44 and 3.50, the generations the
-Paraformer WebUI is found on, and 4.16, the last 4.x before ``/call``. Differences are
+Paraformer WebUI is found on, 4.16, the last 4.x before ``/call``, 4.8, the last 4.x of the
+first queue protocol, and 5.50, whose ``/call`` answers even a ``gr.Error`` with ``event: error``
+and ``data: null`` (its ``/queue/data`` carries the message). Differences are
 detected from signatures where possible, so a minor release that adds or drops a parameter is
 handled without a version table.
 
@@ -57,6 +59,13 @@ Gradio 4.16 on the wire (no ``/call`` yet: 404):
   "event_id", "output": {"data": [...], "is_generating": false, "duration", "average_duration"},
   "success": true}`` (JSON with spaces after separators; 4.44+ write it compact). A failure is
   ``process_completed`` with ``"success": false`` and ``"output": {"error": "<quoted message>"}``.
+
+Gradio 4.8 on the wire (4.9 already says ``sse_v1``): ``/config`` says ``protocol`` ``sse``; no
+``/call`` (404), and ``POST /queue/join`` is 405. ``GET /queue/join?fn_index=0&session_hash=s1``
+streams ``estimation``, then ``{"msg": "send_data", "event_id": "..."}``; ``POST /queue/data``
+``{"data", "fn_index", "session_hash", "event_id", "event_data"}`` answers 200 ``null``; the
+stream goes on with ``process_starts``, a generator's ``process_generating`` (full values) and
+``process_completed`` without an ``event_id`` (the stream is the event's own).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ client, or a :class:`ServerPool` over ``server.urls`` -- and is all the runner u
 
 One module per concern: :mod:`.base` (the Recognizer protocol, ServerInfo, the request-limit
 rule), :mod:`.session` (timeouts, TLS, login, classification of failures), :mod:`.detect`
-(reading a Gradio ``/config``), :mod:`.legacy` (Gradio 3.x), :mod:`.queued` (Gradio 4.x and
+(reading a Gradio ``/config``, choosing the function and its arguments), :mod:`.legacy` (Gradio
+3.x), :mod:`.gradio3_queue` (Gradio 3.x's websocket queue), :mod:`.queued` (Gradio 4.x and
 later), :mod:`.client` (the Gradio client), :mod:`.retry` (the retry policy), :mod:`.health`
 (telling a dead server from a bad file), :mod:`.payload` (request bodies), :mod:`.pool`
 (several servers sharing the work), :mod:`.openai` (OpenAI-compatible servers: funasr-server,

@@ -23,8 +23,9 @@ class ServerInfo:
 
     url: str
     protocol: str
-    """How it is spoken to: ``legacy`` (Gradio 3.x, ``/api/predict/``), ``queue`` (Gradio 4.0-4.19
-    and functions without a name), ``sse`` (4.x ``/call``), ``sse-prefixed`` (5.x and later),
+    """How it is spoken to: ``legacy`` (Gradio 3.x, ``/api/predict/``), ``legacy-queue`` (3.x
+    websocket queue: generators, ``api_open=False``), ``queue`` (Gradio 4.0-4.19, functions without
+    a name, and where ``/call`` hides error messages), ``sse`` (4.x ``/call``), ``sse-prefixed`` (5.x and later),
     ``openai`` (``/v1/audio/transcriptions``), ``funasr-ws`` (the FunASR runtime's WebSocket)."""
     gradio_version: str | None = None
     kind: str = "gradio"
@@ -51,6 +52,8 @@ class ServerInfo:
     timings: bool = False
     """The server returns sentence or word timings with its text (then utterance-level requests are
     not needed for timed outputs)."""
+    output_index: int | None = None
+    """Gradio: which of the function's outputs holds the text, as chosen."""
 
     @property
     def label(self) -> str:

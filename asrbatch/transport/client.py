@@ -1,13 +1,20 @@
 """The Gradio client: probe the app once, then transcribe files through the generation it runs.
 
-Gradio 3.x is called by ``fn_index`` on ``/api/predict/`` (:mod:`.legacy`); 4.x and later
-upload first and call through the queue (:mod:`.queued`).  The upload happens outside the
-recognition slot, so with several requests in flight the next file travels while the server
-recognises the current one, and never more than :attr:`Client.capacity` recognitions run.
+The probe reads ``/config`` and chooses the function, its arguments and its text output
+(:func:`.detect.choose`; ``auto`` settings read the app's components).  Gradio 3.x is called by
+``fn_index`` on ``/api/predict/`` (:mod:`.legacy`); 4.x and later upload first and call through
+the queue (:mod:`.queued`).  Where the first route cannot give the final result or the reason of a
+failure (:class:`.session.QueueRequired`: a 3.x generator, ``api_open=False``, no ``/call``
+before 4.20, ``/call`` hiding error messages), the request is sent again through the server's
+queue -- the 3.x websocket (:mod:`.gradio3_queue`) or ``/queue/join`` -- and so is every later one.
+The upload happens outside the recognition slot, so with several requests in flight the next file
+travels while the server recognises the current one, and never more than :attr:`Client.capacity`
+recognitions run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -24,18 +31,17 @@ from asrbatch.config import ServerConfig
 from asrbatch.errors import (
     AudioError,
     EndpointError,
-    FileError,
-    RecognitionError,
     ServerUnavailableError,
     TransientError,
 )
 from asrbatch.log import kv
 from asrbatch.media import mime_type
-from asrbatch.transport import detect, legacy, queued
+from asrbatch.transport import detect, gradio3_queue, legacy, queued
 from asrbatch.transport.base import Recognition, ServerInfo, go_ahead, hotword_list, request_limit
-from asrbatch.transport.retry import call_with_retries
+from asrbatch.transport.retry import call_with_retries, recognise_with_retries, unavailable
 from asrbatch.transport.session import (
     LoginExpiredError,
+    QueueRequired,
     Timeouts,
     build_session,
     classify_exception,
@@ -53,6 +59,8 @@ class _Probe:
     app: detect.AppConfig
     function: detect.Function
     latency: float
+    settings: ServerConfig
+    """The settings requests are built from: the chosen fn_index, template and output index filled in."""
 
 
 class Client:
@@ -78,6 +86,10 @@ class Client:
         self._lock = threading.Lock()
         self._probe: _Probe | None = None
         self._slots: threading.BoundedSemaphore | None = None
+        self._via_queue = False
+        """Call through the server's queue (set by the probe, and for good by :class:`QueueRequired`)."""
+        self._queue_reason: str | None = None
+        """Why the first route was left for the queue, when it was."""
 
     def __repr__(self) -> str:
         return f"Client(url={self.settings.url!r}, user={self.settings.username!r})"
@@ -135,8 +147,10 @@ class Client:
                 raise self._unavailable(exc) from None
             info = probed.info
             log.info(kv("probe", url=info.url, gradio=info.gradio_version, protocol=info.protocol,
-                        fn_index=info.fn_index, api_name=info.api_name))
+                        fn_index=info.fn_index, api_name=info.api_name, template=info.template,
+                        output_index=info.output_index))
             self._probe = probed
+            self._via_queue = info.protocol in (detect.LEGACY_QUEUE, detect.QUEUE)
             self._slots = threading.BoundedSemaphore(self.capacity)
             return probed
 
@@ -170,19 +184,20 @@ class Client:
             raise EndpointError(f"GET /config at {self.settings.url} did not return JSON: not a Gradio app",
                                 hint="check server.url points at the Gradio WebUI") from None
         app = detect.parse_config(data)
-        function = detect.select_function(
+        choice = detect.choose(
             app,
             fn_index=self.settings.fn_index,
             api_name=self.settings.api_name,
             template=self.settings.input_template,
             output_index=self.settings.output_index,
         )
+        function = choice.function
         info = ServerInfo(
             url=self.settings.url,
             gradio_version=app.version,
             kind="gradio",
             version=app.version,
-            protocol=app.protocol,
+            protocol=detect.first_route(app, function),
             api_prefix=app.api_prefix,
             fn_index=function.fn_index,
             api_name=function.api_name if app.protocol != detect.LEGACY else None,
@@ -191,9 +206,12 @@ class Client:
             auth_required=auth_required,
             concurrency_limit=app.concurrency_limit,
             max_file_size=app.max_file_size,
-            template=tuple(self.settings.input_template),
+            template=choice.template,
+            output_index=choice.output_index,
         )
-        return _Probe(info, app, function, latency)
+        chosen = dataclasses.replace(self.settings, fn_index=function.fn_index, input_template=choice.template,
+                                     output_index=choice.output_index)
+        return _Probe(info, app, function, latency, chosen)
 
     def _get_config(self, timeout: tuple[float, float]) -> requests.Response:
         try:
@@ -252,45 +270,69 @@ class Client:
             return outputs
 
         try:
-            outputs, attempts = call_with_retries(attempt, self.settings.retry, sleep=self._sleep,
-                                                  url=self.settings.url, name=name)
-        except TransientError as exc:
-            if exc.unreachable:
-                raise self._unavailable(exc) from None
-            raise RecognitionError(
-                f"server kept failing on this file after {exc.attempts} attempts: {exc.message}",
-                path=path,
-                attempts=exc.attempts,
-                hint="it is retried on the next run; raise server.read_timeout or server.deadline for long files",
-            ) from None
+            outputs, attempts = recognise_with_retries(attempt, self.settings, sleep=self._sleep, path=path,
+                                                       name=name)
         except OSError as exc:  # requests wraps network errors: this is the local file
             raise AudioError(f"cannot read the recording: {exc.strerror or exc}", path=path) from None
-        except FileError as exc:
-            if exc.path is None:
-                exc.path = path
-            raise
-        text = detect.output_text(outputs, self.settings.output_index)
+        text = detect.output_text(outputs, probed.info.output_index or 0)
         log.debug(kv("recognized", url=self.settings.url, name=name, attempts=attempts, seconds=f"{elapsed:.3f}",
                      chars=len(text), text=text))
         return Recognition(text=text, server_seconds=elapsed, attempts=attempts, outputs=tuple(outputs))
 
     def _send(self, probed: _Probe, path: Path, *, name: str, mime: str, hotwords: str,
               timeouts: Timeouts, proceed: Callable[[], bool] | None) -> list[Any]:
+        settings = probed.settings
         if probed.app.protocol == detect.LEGACY:
             with self._slot():
                 go_ahead(proceed)
-                return legacy.predict(self._session, self.settings, probed.function, path, name=name, mime=mime,
-                                      hotwords=hotwords, timeouts=timeouts)
+                if not self._via_queue:
+                    try:
+                        return legacy.predict(self._session, settings, probed.function, path, name=name, mime=mime,
+                                              hotwords=hotwords, timeouts=timeouts)
+                    except QueueRequired as exc:
+                        self._use_queue(probed, detect.LEGACY_QUEUE, exc)
+                with self._explained():
+                    return gradio3_queue.predict(self._session, settings, probed.function, path, name=name,
+                                                 mime=mime, hotwords=hotwords, timeouts=timeouts, clock=self._clock)
         # The upload needs no recognition slot: it travels while other files are recognised.
-        uploaded = queued.upload_recording(self._session, self.settings, probed.app, path, name=name, mime=mime,
+        uploaded = queued.upload_recording(self._session, settings, probed.app, path, name=name, mime=mime,
                                            timeouts=timeouts)
         with self._slot():
             go_ahead(proceed)
-            return queued.call(self._session, self.settings, probed.app, probed.function, uploaded, name=name,
-                               hotwords=hotwords, timeouts=timeouts, clock=self._clock)
+            if not self._via_queue:
+                try:
+                    return queued.call(self._session, settings, probed.app, probed.function, uploaded, name=name,
+                                       hotwords=hotwords, timeouts=timeouts, clock=self._clock)
+                except QueueRequired as exc:
+                    self._use_queue(probed, detect.QUEUE, exc)
+            with self._explained():
+                return queued.call(self._session, settings, probed.app, probed.function, uploaded, name=name,
+                                   hotwords=hotwords, timeouts=timeouts, clock=self._clock, via_queue=True)
+
+    def _use_queue(self, probed: _Probe, protocol: str, reason: QueueRequired) -> None:
+        """Call through the server's queue from now on (this request included)."""
+        with self._lock:
+            if self._via_queue:
+                return
+            self._via_queue = True
+            self._queue_reason = reason.message
+            if self._probe is probed:
+                self._probe = dataclasses.replace(probed, info=dataclasses.replace(probed.info, protocol=protocol))
+        log.info(kv("route", url=self.settings.url, fn_index=probed.function.fn_index, protocol=protocol,
+                    reason=reason.message))
+
+    @contextmanager
+    def _explained(self) -> Iterator[None]:
+        """Say why the queue was used when it cannot be (a proxy that drops websockets...)."""
+        try:
+            yield
+        except LoginExpiredError:
+            raise
+        except EndpointError as exc:
+            if self._queue_reason is None:
+                raise
+            raise EndpointError(f"{self._queue_reason}, so the queue was tried: {exc.message}",
+                                hint=exc.hint) from None
 
     def _unavailable(self, exc: TransientError) -> ServerUnavailableError:
-        return ServerUnavailableError(
-            f"server {self.settings.url} unavailable after {exc.attempts} attempts: {exc.message}",
-            hint="check that it is running: asrbatch ping",
-        )
+        return unavailable(self.settings.url, exc)

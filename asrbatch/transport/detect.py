@@ -7,10 +7,17 @@ Generations, as seen in ``/config``:
   (:data:`SSE`);
 - ``api_prefix`` (``/gradio_api``): Gradio 5.x and later, the same routes under the prefix
   (:data:`SSE_PREFIXED`).
+
+``/call`` exists from Gradio 4.20; before, and for functions without a name, a 4.x+ function is
+called through ``/queue/join`` + ``/queue/data`` (:data:`QUEUE`).  On 3.x a generator (or an app
+whose REST routes are closed by ``queue(api_open=False)``) is called through the websocket
+``/queue/join`` (:data:`LEGACY_QUEUE`).  Which function to call, with which arguments, and which
+output holds the text is chosen by :func:`choose` (``auto`` settings read the components).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +31,12 @@ SSE = "sse"
 """Gradio 4.x: ``POST /upload``, ``POST /call/<api_name>``, ``GET /call/<api_name>/<event_id>`` (SSE)."""
 SSE_PREFIXED = "sse-prefixed"
 """Gradio 5.x and later: the 4.x routes under ``api_prefix`` (``/gradio_api``)."""
+QUEUE = "queue"
+"""Gradio 4.x and later by fn_index: ``POST {prefix}/queue/join``, ``GET {prefix}/queue/data`` (SSE)."""
+LEGACY_QUEUE = "legacy-queue"
+"""Gradio 3.x through its websocket queue, ``/queue/join`` (generators; ``api_open=False``)."""
+CALL_FROM = (4, 20)
+"""The first Gradio version with ``/call/<api_name>``."""
 
 # Component types that can never take an audio file; anything else (audio, file, video,
 # custom components) is given the benefit of the doubt.
@@ -31,6 +44,40 @@ _NOT_FILE_TYPES = frozenset({
     "textbox", "slider", "number", "checkbox", "checkboxgroup", "dropdown", "radio", "markdown",
     "html", "state", "json", "label", "dataframe", "button", "colorpicker", "highlightedtext", "code",
 })
+RECORDING_INPUTS = ("audio",)
+"""Inputs given the recording first; then, where a function has none, :data:`FILE_INPUTS`."""
+FILE_INPUTS = ("file", "uploadbutton")
+TEXT_OUTPUTS = ("textbox",)
+"""Outputs taken as the transcript first; then, where a function has none, :data:`OTHER_TEXT_OUTPUTS`."""
+OTHER_TEXT_OUTPUTS = ("markdown", "html", "code")
+HOTWORDS_INPUT = re.compile(r"热词|hot[ _-]?words?|prompt", re.IGNORECASE)
+"""A textbox whose label or placeholder says this gets ``<hotwords>``."""
+BATCH_SIZE_INPUT = re.compile(r"batch|批", re.IGNORECASE)
+"""A slider (or number) whose label says this gets ``<batch_size>``."""
+
+
+@dataclass(frozen=True)
+class Component:
+    """What ``/config`` says of one input or output component."""
+
+    id: Any
+    type: str | None
+    label: str | None = None
+    placeholder: str | None = None
+    value: Any = None
+    """The value the app declares (``props.value``; ``value`` on some 3.x), None when it declares none."""
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any]) -> Component:
+        props = data.get("props")
+        props = props if isinstance(props, Mapping) else {}
+
+        def text(key: str) -> str | None:
+            value = props.get(key, data.get(key))
+            return value if isinstance(value, str) else None
+
+        return cls(id=data.get("id"), type=data.get("type"), label=text("label"), placeholder=text("placeholder"),
+                   value=props["value"] if "value" in props else data.get("value"))
 
 
 @dataclass(frozen=True)
@@ -43,9 +90,40 @@ class Function:
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
     input_types: tuple[str | None, ...]
+    input_components: tuple[Component, ...] = ()
+    output_types: tuple[str | None, ...] = ()
+    generator: bool = False
+    """The handler yields partial results (``types.generator``): only a queue route gives the final one."""
+    backend: bool = True
+    """False for js-only handlers (``backend_fn: false``), which the server cannot run."""
 
     def label(self) -> str:
         return f"{self.fn_index}: {self.api_name or '(unnamed)'} ({len(self.inputs)} inputs)"
+
+    def recording_input(self) -> int | None:
+        """Where the recording goes: the first audio input, else the first file input, else None."""
+        for kinds in (RECORDING_INPUTS, FILE_INPUTS):
+            for position, kind in enumerate(self.input_types):
+                if kind in kinds:
+                    return position
+        return None
+
+    def text_output(self) -> int | None:
+        """The first text output (a textbox, else markdown, HTML or code), None when there is none."""
+        for kinds in (TEXT_OUTPUTS, OTHER_TEXT_OUTPUTS):
+            for position, kind in enumerate(self.output_types):
+                if kind in kinds:
+                    return position
+        return None
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The function to call, the arguments sent to it and the output that holds the text."""
+
+    function: Function
+    template: tuple[Any, ...]
+    output_index: int
 
 
 @dataclass(frozen=True)
@@ -61,6 +139,8 @@ class AppConfig:
     functions: tuple[Function, ...]
     max_file_size: int | None
     concurrency_limit: int | None
+    has_call: bool = False
+    """The server has ``{prefix}/call/<api_name>`` (Gradio 4.20 and later)."""
 
     def describe_functions(self) -> str:
         count = len(self.functions)
@@ -86,10 +166,10 @@ def parse_config(data: Any) -> AppConfig:
         protocol = SSE_PREFIXED
     else:
         protocol = SSE
-    types: dict[Any, str | None] = {}
+    components: dict[Any, Component] = {}
     for component in data.get("components") or ():
         if isinstance(component, Mapping) and "id" in component:
-            types[component["id"]] = component.get("type")
+            components[component["id"]] = Component.parse(component)
     functions = []
     limits: list[int] = []
     for position, dep in enumerate(data.get("dependencies") or ()):
@@ -98,6 +178,9 @@ def parse_config(data: Any) -> AppConfig:
         dep_id = dep.get("id")
         fn_index = dep_id if isinstance(dep_id, int) and not isinstance(dep_id, bool) else position
         inputs = tuple(dep.get("inputs") or ())
+        outputs = tuple(dep.get("outputs") or ())
+        declared = tuple(components.get(i) or Component(id=i, type=None) for i in inputs)
+        kinds = dep.get("types")
         limit = dep.get("concurrency_limit")
         if isinstance(limit, int) and not isinstance(limit, bool):
             limits.append(limit)
@@ -106,8 +189,12 @@ def parse_config(data: Any) -> AppConfig:
                 fn_index=fn_index,
                 api_name=_callable_name(dep, protocol),
                 inputs=inputs,
-                outputs=tuple(dep.get("outputs") or ()),
-                input_types=tuple(types.get(i) for i in inputs),
+                outputs=outputs,
+                input_types=tuple(c.type for c in declared),
+                input_components=declared,
+                output_types=tuple(components[i].type if i in components else None for i in outputs),
+                generator=isinstance(kinds, Mapping) and kinds.get("generator") is True,
+                backend=dep.get("backend_fn") is not False,
             )
         )
     max_file_size = data.get("max_file_size")
@@ -119,7 +206,19 @@ def parse_config(data: Any) -> AppConfig:
         functions=tuple(functions),
         max_file_size=max_file_size if isinstance(max_file_size, int) and not isinstance(max_file_size, bool) else None,
         concurrency_limit=min(limits) if limits else None,
+        has_call=protocol != LEGACY and _version_tuple(version) >= CALL_FROM,
     )
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    """``4.16.0`` -> (4, 16, 0); a version that cannot be read counts as a recent one."""
+    numbers = []
+    for part in version.split(".")[:3]:
+        digits = re.match(r"\d+", part)
+        if digits is None:
+            break
+        numbers.append(int(digits.group()))
+    return tuple(numbers) if numbers else (99,)
 
 
 def _callable_name(dep: Mapping[str, Any], protocol: str) -> str | None:
@@ -135,16 +234,32 @@ def _callable_name(dep: Mapping[str, Any], protocol: str) -> str | None:
 def select_function(
     app: AppConfig,
     *,
-    fn_index: int | None,
+    fn_index: int | str | None,
     api_name: str | None,
-    template: Sequence[Any],
-    output_index: int,
+    template: Sequence[Any] | str,
+    output_index: int | str,
 ) -> Function:
-    """The function to call: by *api_name* when set, else by *fn_index*; checked against *template*.
+    """The function :func:`choose` picks (see there)."""
+    return choose(app, fn_index=fn_index, api_name=api_name, template=template, output_index=output_index).function
 
-    Raises :class:`EndpointError` naming what the app has when the function is
-    missing or its inputs or outputs do not fit.
+
+def choose(
+    app: AppConfig,
+    *,
+    fn_index: int | str | None,
+    api_name: str | None,
+    template: Sequence[Any] | str,
+    output_index: int | str,
+) -> Choice:
+    """The function to call, its arguments and its text output, from the settings and the app.
+
+    The function is *api_name* when set, else *fn_index*; with neither (``auto``), the first
+    function the server runs that takes an audio input (else a file input) and gives text and, with
+    an explicit *template*, fits it.  An ``auto`` *template* is built from the function's inputs
+    (:func:`auto_template`); an ``auto`` *output_index* is its first text output.  Raises
+    :class:`EndpointError` naming what the app has when the function is missing or does not fit.
     """
+    automatic = not isinstance(template, (list, tuple))
     function: Function | None = None
     if api_name:
         wanted = api_name.lstrip("/")
@@ -155,7 +270,7 @@ def select_function(
                 hint="set server.api_name to one of these names, or unset it and set server.fn_index",
             )
         what = f"api_name {wanted!r} (fn_index {function.fn_index})"
-    elif fn_index is not None:
+    elif isinstance(fn_index, int):
         function = next((f for f in app.functions if f.fn_index == fn_index), None)
         if function is None:
             raise EndpointError(
@@ -164,7 +279,89 @@ def select_function(
             )
         what = f"fn_index {fn_index}" + (f" ({function.api_name})" if function.api_name else "")
     else:
-        raise EndpointError("neither server.fn_index nor server.api_name is set")
+        function = _recognition_function(app, None if automatic else tuple(template))
+        what = f"fn_index {function.fn_index}" + (f" ({function.api_name})" if function.api_name else "")
+    if automatic:
+        arguments = auto_template(function, what)
+    else:
+        arguments = tuple(template)
+        _check_template(app, function, arguments, what)
+    if isinstance(output_index, int):
+        if output_index >= len(function.outputs):
+            raise EndpointError(
+                f"{what} has {len(function.outputs)} outputs, server.output_index is {output_index}",
+                hint="set server.output_index to the output that holds the text",
+            )
+        chosen_output = output_index
+    else:
+        if not function.outputs:
+            raise EndpointError(f"{what} has no outputs: {app.describe_functions()}",
+                                hint="point server.fn_index/api_name at the recognition function")
+        found = function.text_output()
+        # No text output by type (a custom component?): the first output, checked when it answers.
+        chosen_output = found if found is not None else 0
+    return Choice(function, arguments, chosen_output)
+
+
+def _recognition_function(app: AppConfig, template: tuple[Any, ...] | None) -> Function:
+    """The first function the server runs that takes the recording and gives text (and fits *template*)."""
+    candidates = [f for f in app.functions if f.backend and f.text_output() is not None]
+    if template is not None:
+        fitting = []
+        for function in candidates:
+            try:
+                _check_template(app, function, template, "")
+            except EndpointError:
+                continue
+            fitting.append(function)
+        if not fitting:
+            raise EndpointError(
+                f"no function of the app takes {len(template)} inputs with an audio input where "
+                f"server.input_template puts <audio>, and gives text: {app.describe_functions()}",
+                hint="set server.fn_index or server.api_name, or server.input_template: auto",
+            )
+        candidates = fitting
+    for kinds in (RECORDING_INPUTS, FILE_INPUTS):
+        for function in candidates:
+            position = function.recording_input()
+            if position is not None and function.input_types[position] in kinds:
+                return function
+    raise EndpointError(
+        f"no function of the app takes an audio or file input and gives text: {app.describe_functions()}",
+        hint="set server.fn_index or server.api_name, and server.input_template",
+    )
+
+
+def auto_template(function: Function, what: str = "") -> tuple[Any, ...]:
+    """The arguments for *function* read from its inputs: the recording goes to its audio input (else
+    its file input), ``<batch_size>`` to a slider labelled for batch size, ``<hotwords>`` to a textbox
+    labelled (or with a placeholder) for hotwords, and every other input gets the value the app declares."""
+    position = function.recording_input()
+    if position is None:
+        kinds = ", ".join(str(kind) for kind in function.input_types) or "none"
+        raise EndpointError(
+            f"{what or function.label()} has no audio or file input (its inputs: {kinds})",
+            hint="point server.fn_index/api_name at the recognition function, or set server.input_template",
+        )
+    template: list[Any] = []
+    batch_size = hotwords = False
+    for index, component in enumerate(function.input_components):
+        words = " ".join(filter(None, (component.label, component.placeholder)))
+        if index == position:
+            template.append(payload.AUDIO)
+        elif (not batch_size and component.type in ("slider", "number") and component.label
+              and BATCH_SIZE_INPUT.search(component.label)):
+            batch_size = True
+            template.append(payload.BATCH_SIZE)
+        elif not hotwords and component.type == "textbox" and HOTWORDS_INPUT.search(words):
+            hotwords = True
+            template.append(payload.HOTWORDS)
+        else:
+            template.append(component.value)
+    return tuple(template)
+
+
+def _check_template(app: AppConfig, function: Function, template: tuple[Any, ...], what: str) -> None:
     if len(function.inputs) != len(template):
         raise EndpointError(
             f"{what} takes {len(function.inputs)} inputs but server.input_template has {len(template)} "
@@ -178,26 +375,33 @@ def select_function(
             f"{what}: input {position} (where server.input_template puts <audio>) is a {kind}, not an audio input",
             hint="move <audio> in server.input_template to the function's audio input",
         )
-    if output_index >= len(function.outputs):
-        raise EndpointError(
-            f"{what} has {len(function.outputs)} outputs, server.output_index is {output_index}",
-            hint="set server.output_index to the output that holds the text",
-        )
-    return function
 
 
-def routes(app: AppConfig, function: Function) -> dict[str, str]:
-    """Paths (relative to the server URL) used to call *function*."""
+def routes(app: AppConfig, function: Function, *, via_queue: bool = False) -> dict[str, str]:
+    """Paths (relative to the server URL) used to call *function*.
+
+    3.x: ``predict`` (REST), or ``join`` (the websocket queue) *via_queue*.  4.x and later:
+    ``upload`` and ``call`` where the server has ``/call`` and the function a name, else (and
+    *via_queue*) ``join`` + ``data``.
+    """
     if app.protocol == LEGACY:
-        return {"predict": "/api/predict/"}
+        return {"join": "/queue/join"} if via_queue else {"predict": "/api/predict/"}
     prefix = app.api_prefix
     found = {"upload": f"{prefix}/upload"}
-    if function.api_name:
+    if function.api_name and app.has_call and not via_queue:
         found["call"] = f"{prefix}/call/{function.api_name}"
     else:
         found["join"] = f"{prefix}/queue/join"
         found["data"] = f"{prefix}/queue/data"
     return found
+
+
+def first_route(app: AppConfig, function: Function) -> str:
+    """How *function* is called at first: :data:`LEGACY`, :data:`LEGACY_QUEUE` (a 3.x generator),
+    :data:`SSE`/:data:`SSE_PREFIXED` (``/call``) or :data:`QUEUE`."""
+    if app.protocol == LEGACY:
+        return LEGACY_QUEUE if function.generator else LEGACY
+    return app.protocol if "call" in routes(app, function) else QUEUE
 
 
 def output_text(outputs: Sequence[Any], output_index: int) -> str:

@@ -1,4 +1,10 @@
-"""Gradio 3.x: ``POST /api/predict/`` by ``fn_index`` with the audio inline as a data URL."""
+"""Gradio 3.x: ``POST /api/predict/`` by ``fn_index`` with the audio inline as a data URL.
+
+Where that route cannot give the result -- a generator's first partial only (``is_generating:
+true``), or REST closed by ``queue(api_open=False)`` (404; 401 "Not authorized to skip the
+queue" on older 3.x) -- :class:`QueueRequired` sends the client to the websocket queue
+(:mod:`.gradio3_queue`).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,19 @@ from typing import Any
 import requests
 
 from asrbatch.config import ServerConfig
-from asrbatch.errors import AsrbatchError, EndpointError, RecognitionError
+from asrbatch.errors import AsrbatchError, RecognitionError
 from asrbatch.transport import payload
 from asrbatch.transport.detect import Function
-from asrbatch.transport.session import Timeouts, classify_exception, classify_status, join, server_failure
+from asrbatch.transport.session import (
+    QueueRequired,
+    Timeouts,
+    classify_exception,
+    classify_status,
+    error_detail,
+    join,
+    server_failure,
+    unquote,
+)
 
 ROUTE = "/api/predict/"
 
@@ -56,25 +71,29 @@ def predict(
 
 
 def parse_response(response: requests.Response, what: str = f"POST {ROUTE}") -> list[Any]:
-    """The outputs of a 3.x predict response, or the error it stands for."""
+    """The outputs of a 3.x predict response, or the error it stands for.
+
+    Raises :class:`QueueRequired` where only the queue can give the result.
+    """
     if response.status_code == 200:
         try:
             body = response.json()
         except ValueError:
             raise RecognitionError(f"server answered {what} with something that is not JSON") from None
+        if isinstance(body, dict) and body.get("is_generating") is True:
+            raise QueueRequired(f"{what} answered a generator's first partial result only (is_generating: true)")
         if isinstance(body, dict) and isinstance(body.get("data"), list):
             return body["data"]
         if isinstance(body, dict) and body.get("error"):
-            raise server_failure(_unquote(str(body["error"])), what)
+            raise server_failure(unquote(str(body["error"])), what)
         raise RecognitionError(f"server answered {what} without outputs")
     if response.status_code == 500:
         raise _server_error(response, what)
     if response.status_code == 404:
-        raise EndpointError(
-            f"HTTP 404 on {what}: the app does not serve its REST API (Gradio 3.x with queue(api_open=False) "
-            "leaves only the websocket queue, which asrbatch does not use)",
-            hint="start the WebUI with api_open=True, or check server.url",
-        )
+        raise QueueRequired(f"HTTP 404 on {what}: the app's REST API is closed (queue(api_open=False))")
+    if response.status_code == 401 and "queue" in error_detail(response).lower():
+        # Older 3.x with api_open=False: {"detail": "Not authorized to skip the queue"}, not a login matter.
+        raise QueueRequired(f"HTTP 401 on {what}: {error_detail(response)} (queue(api_open=False))")
     raise classify_status(response, what)
 
 
@@ -85,12 +104,5 @@ def _server_error(response: requests.Response, what: str) -> AsrbatchError:
         body = None
     message = body.get("error") if isinstance(body, dict) else None
     # gr.Error("msg") arrives as {"error": "'msg'"}: the message is quoted once more.
-    text = _unquote(message) if isinstance(message, str) and message.strip() else None
+    text = unquote(message) if isinstance(message, str) and message.strip() else None
     return server_failure(text, what, status=500)
-
-
-def _unquote(message: str) -> str:
-    message = message.strip()
-    if len(message) >= 2 and message[0] == message[-1] and message[0] in "'\"":
-        return message[1:-1]
-    return message

@@ -23,6 +23,8 @@ def fill_template(template: Sequence[Any], audio: Any, batch_size: int, hotwords
     Any other value is sent as written.  Only whole-string placeholders are
     replaced (``"<audio>"``, not ``"x<audio>"``).
     """
+    if isinstance(template, str):
+        raise ValueError(f"the input template must be chosen before a request is built, not {template!r}")
     values = {AUDIO: audio, BATCH_SIZE: batch_size, HOTWORDS: hotwords}
     return [values[item] if isinstance(item, str) and item in values else item for item in template]
 

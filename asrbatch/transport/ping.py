@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -29,15 +31,20 @@ class PingResult:
     """Deep ping only: characters of the clip's transcript."""
 
     def line(self) -> str:
-        """Gradio: ``ok url=... gradio=... protocol=... fn_index=0 [api_name=...] latency_ms=12``;
-        others: ``ok url=... protocol=openai server=funasr-server models=a,b model=a latency_ms=12``;
-        a deep ping adds ``roundtrip_ms=... text_chars=...``."""
+        """Gradio: ``ok url=... gradio=... protocol=... fn_index=0 [api_name=...] [template=[...]
+        output_index=0] latency_ms=12``; others: ``ok url=... protocol=openai server=funasr-server
+        models=a,b model=a latency_ms=12``; a deep ping adds ``roundtrip_ms=... text_chars=...``.
+        One line of ``key=value`` fields."""
         s = self.server
         if s.kind == "gradio":
             parts = [f"ok url={s.url}", f"gradio={s.gradio_version}", f"protocol={s.protocol}",
                      f"fn_index={s.fn_index}"]
             if s.api_name:
                 parts.append(f"api_name={s.api_name}")
+            if s.template is not None:
+                parts.append(f"template={template_field(s.template)}")
+            if s.output_index is not None:
+                parts.append(f"output_index={s.output_index}")
         else:
             parts = [f"ok url={s.url}", f"protocol={s.protocol}", f"server={s.kind}"]
             if s.models:
@@ -52,6 +59,13 @@ class PingResult:
             parts.append(f"roundtrip_ms={self.roundtrip_ms}")
             parts.append(f"text_chars={self.text_chars}")
         return " ".join(parts)
+
+
+def template_field(template: tuple[Any, ...]) -> str:
+    """*template* as compact JSON without whitespace (``[null,"<audio>",1]``), so the line stays
+    split by spaces; whitespace inside values is written as JSON escapes (``\\u0020``)."""
+    text = json.dumps(list(template), ensure_ascii=False, separators=(",", ":"), default=str)
+    return "".join(f"\\u{ord(ch):04x}" if ch.isspace() else ch for ch in text)
 
 
 def ping(

@@ -6,9 +6,20 @@ By name (the usual case)::
     POST {prefix}/call/<api_name>         {"data": [...]}      -> {"event_id": "..."}
     GET  {prefix}/call/<api_name>/<id>    SSE: complete | error | heartbeat | generating
 
-Functions without a name (``api_name=False``) are joined to the queue by
-``fn_index``: ``POST {prefix}/queue/join`` then ``GET {prefix}/queue/data?session_hash=``,
-whose events are JSON messages (``process_completed``, ``close_stream``...).
+Functions without a name (``api_name=False``), and every function before Gradio 4.20 (no
+``/call``), are joined to the queue by ``fn_index``: ``POST {prefix}/queue/join`` with a
+``session_hash``, then ``GET {prefix}/queue/data?session_hash=``, whose events are JSON messages.
+The shapes that matter are the same in every version of that protocol (``sse_v1`` of 4.14-4.2x,
+``sse_v2``/``sse_v2.1``, ``sse_v3`` of 4.4x-6.x): ``process_completed`` carries the full final
+outputs (``success`` false: ``output.error``, the message or null); ``process_generating``
+(a generator's partials: full values on ``sse_v1``, diffs from ``sse_v2``) is skipped;
+``heartbeat``, ``estimation``, ``process_starts``, ``progress`` and ``log`` carry nothing for us;
+``close_stream`` (``sse_v3``) follows the last completed event of a session.  The first protocol
+(``sse``, Gradio 4.0-4.9) turns the two routes around: ``GET {prefix}/queue/join?fn_index=&session_hash=``
+streams the messages and asks for the data with ``send_data`` (an ``event_id``), which goes to
+``POST {prefix}/queue/data`` with that event_id; the stream then carries one event only.  ``/call`` hides
+every error message on 4.x and some 5.x (``event: error`` + ``data: null``); the queue route
+carries it, so such a failure is asked again there (:class:`QueueRequired`).
 
 Both go through the server's queue, so its concurrency limit holds.  The
 server sends a heartbeat every 15 s, so a read timeout never fires on a stuck
@@ -21,6 +32,7 @@ from __future__ import annotations
 import codecs
 import json
 import logging
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,12 +47,14 @@ from asrbatch.errors import AsrbatchError, EndpointError, RecognitionError
 from asrbatch.transport import payload
 from asrbatch.transport.detect import AppConfig, Function, routes
 from asrbatch.transport.session import (
+    QueueRequired,
     RetryableError,
     Timeouts,
     classify_exception,
     classify_status,
     join,
     server_failure,
+    unquote,
 )
 
 log = logging.getLogger(__name__)
@@ -153,12 +167,19 @@ def interpret_queue_message(message: Any, event_id: str) -> list[Any] | None:
 
 def error_from(data: Any, what: str = "the call") -> AsrbatchError:
     """The error for an ``event: error`` payload: whose fault it is, by the server's message."""
+    message = _message(data)
+    # 4.x quotes a gr.Error's message on the queue route ("'cannot decode audio: ...'").
+    return server_failure(unquote(message) if message is not None else None, what)
+
+
+def _message(data: Any) -> str | None:
+    """The message of an error payload (``{"error": ...}``, ``{"message": ...}`` or text), None when hidden."""
     message = None
     if isinstance(data, dict):
         message = data.get("error") or data.get("message")
     elif isinstance(data, str):
         message = data
-    return server_failure(message if isinstance(message, str) else None, what)
+    return message if isinstance(message, str) and message.strip() else None
 
 
 def _loads(text: str) -> Any:
@@ -200,19 +221,24 @@ def call(
     hotwords: str,
     timeouts: Timeouts,
     clock: Callable[[], float],
+    via_queue: bool = False,
 ) -> list[Any]:
     """Run *function* on an uploaded file through the queue; return its outputs.
 
-    The exchange must finish within ``timeouts.deadline`` seconds of *clock*;
-    otherwise :class:`RetryableError` (reason ``deadline``).
+    By ``/call/<api_name>`` where the server has it, unless *via_queue*; else by fn_index
+    through ``/queue/join``.  Raises :class:`QueueRequired` when ``/call`` is missing (404) or
+    hid the reason of a failure.  The exchange must finish within ``timeouts.deadline`` seconds
+    of *clock*; otherwise :class:`RetryableError` (reason ``deadline``).
     """
     deadline_at = clock() + timeouts.deadline
-    found = routes(app, function)
+    found = routes(app, function, via_queue=via_queue)
     body = payload.queued_body(settings.input_template, slot, settings.batch_size, hotwords)
     if "call" in found:
-        event_id = _post_json(session, settings.url, found["call"], body, timeouts)
+        event_id = _post_json(session, settings.url, found["call"], body, timeouts, missing=QueueRequired)
         stream_url = join(settings.url, f"{found['call']}/{event_id}")
         for event in _stream(session, stream_url, f"GET {found['call']}/<event_id>", timeouts, deadline_at, clock):
+            if event.name == "error" and _message(_loads(event.data)) is None:
+                raise QueueRequired(f"GET {found['call']}/<event_id> reported a failure without its reason")
             outputs = interpret_call_event(event)
             if outputs is not None:
                 return outputs
@@ -220,10 +246,44 @@ def call(
     session_hash = uuid.uuid4().hex[:11]
     body.update({"fn_index": function.fn_index, "session_hash": session_hash, "event_data": None,
                  "trigger_id": None})
+    if app.wire_protocol == FIRST_QUEUE_PROTOCOL:
+        return _call_first_queue(session, settings.url, found, body, timeouts, deadline_at, clock)
     event_id = _post_json(session, settings.url, found["join"], body, timeouts)
     stream_url = join(settings.url, f"{found['data']}?session_hash={session_hash}")
     for event in _stream(session, stream_url, f"GET {found['data']}", timeouts, deadline_at, clock):
         outputs = interpret_queue_message(_loads(event.data), event_id)
+        if outputs is not None:
+            return outputs
+    raise RetryableError("server ended the queue stream without a result", reason="stream ended")
+
+
+FIRST_QUEUE_PROTOCOL = "sse"
+"""The ``protocol`` of Gradio 4.0-4.9 in ``/config``."""
+
+
+def _call_first_queue(
+    session: requests.Session,
+    base: str,
+    found: dict[str, str],
+    body: dict[str, Any],
+    timeouts: Timeouts,
+    deadline_at: float,
+    clock: Callable[[], float],
+) -> list[Any]:
+    """Gradio 4.0-4.9: stream ``GET /queue/join``, send the data to ``POST /queue/data`` when asked."""
+    query = urllib.parse.urlencode({"fn_index": body["fn_index"], "session_hash": body["session_hash"]})
+    stream_url = join(base, f"{found['join']}?{query}")
+    event_id: str | None = None
+    for event in _stream(session, stream_url, f"GET {found['join']}", timeouts, deadline_at, clock):
+        message = _loads(event.data)
+        if not isinstance(message, dict):
+            continue
+        if message.get("msg") == "send_data":
+            event_id = str(message.get("event_id") or "")
+            _post(session, base, found["data"], {**body, "event_id": event_id}, timeouts)
+            continue
+        # The stream carries this one event: a message without an event_id is about it.
+        outputs = interpret_queue_message({"event_id": event_id, **message}, event_id or "")
         if outputs is not None:
             return outputs
     raise RetryableError("server ended the queue stream without a result", reason="stream ended")
@@ -259,7 +319,9 @@ def upload(
     return paths[0]
 
 
-def _post_json(session: requests.Session, base: str, route: str, body: dict[str, Any], timeouts: Timeouts) -> str:
+def _post(session: requests.Session, base: str, route: str, body: dict[str, Any], timeouts: Timeouts,
+          *, missing: type[EndpointError] = EndpointError) -> requests.Response:
+    """POST *body* as JSON; the 200 response, or the error any other answer stands for."""
     what = f"POST {route}"
     try:
         response = session.post(join(base, route), json=body, timeout=timeouts.pair)
@@ -267,11 +329,19 @@ def _post_json(session: requests.Session, base: str, route: str, body: dict[str,
         raise classify_exception(exc, what) from None
     if response.status_code != 200:
         if response.status_code == 404:
-            raise EndpointError(
-                f"HTTP 404 on {what}: the server has no such route (Gradio 4 before 4.20 has no /call)",
-                hint="check server.url and server.api_name",
-            )
+            raise missing(f"HTTP 404 on {what}: the server has no such route", hint="check server.url")
+        if response.status_code == 405:
+            # Not the recording's fault: a route that takes other requests (another queue protocol).
+            raise EndpointError(f"HTTP 405 on {what}: the route does not take this request",
+                                hint="check server.url; which Gradio is it (asrbatch ping)?")
         raise classify_status(response, what)
+    return response
+
+
+def _post_json(session: requests.Session, base: str, route: str, body: dict[str, Any], timeouts: Timeouts,
+               *, missing: type[EndpointError] = EndpointError) -> str:
+    what = f"POST {route}"
+    response = _post(session, base, route, body, timeouts, missing=missing)
     try:
         event_id = response.json().get("event_id")
     except (ValueError, AttributeError):

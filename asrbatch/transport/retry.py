@@ -84,7 +84,6 @@ def call_with_retries(
     return result, attempts
 
 
-
 def recognise_with_retries(
     function: Callable[[], T],
     settings: ServerConfig,
@@ -121,5 +120,5 @@ def unavailable(url: str, exc: TransientError) -> ServerUnavailableError:
     hint = f"; {exc.hint}" if exc.hint else ""
     return ServerUnavailableError(
         f"server {url} unavailable after {exc.attempts} attempts: {exc.message}",
-        hint=f"check it is running (asrbatch ping){hint}",
+        hint=f"check that it is running: asrbatch ping{hint}",
     )

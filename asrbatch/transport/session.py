@@ -72,7 +72,8 @@ def server_failure(message: str | None, what: str, *, status: int | None = None)
     return RetryableError(
         f"server failed without saying why ({where})",
         reason=str(status or "server error"),
-        hint="the server's log may tell; Gradio shows its message with show_error=True (5.x and later)",
+        hint="the server's log may tell; Gradio passes on the message of a gr.Error, and of any other "
+             "error only when the app is launched with show_error=True",
     )
 
 
@@ -86,6 +87,13 @@ class RetryableError(TransientError):
 
 class LoginExpiredError(EndpointError):
     """The server answered 401 to a request made with a login cookie (e.g. after a restart)."""
+
+
+class QueueRequired(EndpointError):
+    """The function must be called through the server's queue: the route tried cannot give its
+    result (REST closed by ``api_open=False``, no ``/call`` before Gradio 4.20, a generator's first
+    partial only) or its error message (``/call`` hiding it).  Never leaves the client, which calls
+    the function through the queue from then on."""
 
 
 @dataclass(frozen=True)
@@ -224,6 +232,14 @@ def error_detail(response: requests.Response, limit: int = 200) -> str:
     if isinstance(body, str):
         return body[:limit]
     return ""
+
+
+def unquote(message: str) -> str:
+    """A Gradio error message without the quotes ``str(gr.Error("msg"))`` puts around it (3.x, 4.x)."""
+    message = message.strip()
+    if len(message) >= 2 and message[0] == message[-1] and message[0] in "'\"":
+        return message[1:-1]
+    return message
 
 
 def _short(exc: BaseException) -> str:

@@ -61,7 +61,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 GRADIO_VERSIONS = ("3.50.2", "4.44.1", "6.31.0")
 """The versions every ``gradio_server`` test runs on."""
-EXTRA_GRADIO_VERSIONS = ("4.16.0",)
+EXTRA_GRADIO_VERSIONS = ("4.16.0", "4.8.0", "5.50.0")
 """Versions with a venv recipe that tests start on demand (``server_factory("4.16.0")``)."""
 ALL_GRADIO_VERSIONS = (*GRADIO_VERSIONS, *EXTRA_GRADIO_VERSIONS)
 # What every server venv needs besides Gradio: the default engine, and the WebSocket library of the
@@ -104,6 +104,20 @@ REQUIREMENTS = {
         "uvicorn==0.27.0",
         "numpy<2",
     ),
+    # The last 4.x of the first queue protocol (sse: GET /queue/join streams, POST /queue/data sends
+    # the data); the releases of December 2023, pinned like 4.16.
+    "4.8.0": (
+        "gradio==4.8.0",
+        "huggingface_hub==0.19.4",
+        "fastapi==0.104.1",
+        "starlette==0.27.0",
+        "pydantic==2.5.3",
+        "httpx==0.25.2",
+        "uvicorn==0.24.0",
+        "numpy<2",
+    ),
+    # A 5.x whose /call loses even a gr.Error's message (event: error, data: null).
+    "5.50.0": ("gradio==5.50.0",),
     "6.31.0": ("gradio==6.31.0",),
 }
 # The funasr engine's venv: FunASR with everything it declares, the Gradio of the supported

@@ -177,7 +177,7 @@ def test_a_server_that_is_not_running(settings_for: Callable[..., ServerConfig],
     with pytest.raises(ServerUnavailableError) as caught:
         ping(settings_for(url), sleep=sleep)
     assert str(caught.value) == (f"server {url} unavailable after 3 attempts: connection refused on {url} "
-                                 "(check it is running (asrbatch ping))")
+                                 "(check that it is running: asrbatch ping)")
     assert sleep.waits == [1.0, 2.0]
 
 

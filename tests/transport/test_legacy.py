@@ -1,12 +1,15 @@
-"""Gradio 3.x answers to /api/predict/ and what they mean (pure)."""
+"""Gradio 3.x answers to /api/predict/ and its websocket queue, and what they mean (pure)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from asrbatch.errors import EndpointError, InputRejectedError, RecognitionError
+from asrbatch.errors import InputRejectedError, RecognitionError
+from asrbatch.transport.gradio3_queue import completed_outputs, websocket_url, with_session_hash
 from asrbatch.transport.legacy import parse_response
-from asrbatch.transport.session import RetryableError
+from asrbatch.transport.session import LoginExpiredError, QueueRequired, RetryableError
 from tests.transport.test_session import response
 
 pytestmark = pytest.mark.unit
@@ -37,8 +40,43 @@ def test_500_with_a_server_message_is_retried_not_blamed() -> None:
 
 
 def test_404_means_the_rest_api_is_closed() -> None:
-    with pytest.raises(EndpointError, match=r"api_open=False"):
+    with pytest.raises(QueueRequired, match=r"api_open=False"):
         parse_response(response(404, b'{"detail": "Not Found"}'))
+
+
+def test_older_3x_refusing_to_skip_the_queue_is_not_a_login_matter() -> None:
+    with pytest.raises(QueueRequired, match=r"HTTP 401 .*Not authorized to skip the queue"):
+        parse_response(response(401, b'{"detail": "Not authorized to skip the queue"}'))
+    with pytest.raises(LoginExpiredError, match="requires a login"):
+        parse_response(response(401, b'{"detail": "Not authenticated"}'))
+
+
+def test_a_generators_first_partial_is_not_the_result() -> None:
+    body = b'{"data": ["i would like"], "is_generating": true, "duration": 0.1, "average_duration": 0.1}'
+    with pytest.raises(QueueRequired, match="first partial result only"):
+        parse_response(response(200, body))
+
+
+def test_queue_completion() -> None:
+    done = {"msg": "process_completed", "success": True,
+            "output": {"data": ["i would like a cup of coffee please"], "is_generating": True}}
+    # 3.50 still says is_generating: true in a generator's completion; its data is the final value.
+    assert completed_outputs(done) == ["i would like a cup of coffee please"]
+    refused = {"msg": "process_completed", "success": False, "output": {"error": "'cannot decode audio: junk'"}}
+    with pytest.raises(InputRejectedError, match=r"^server rejected the file: cannot decode audio: junk$"):
+        completed_outputs(refused)
+    with pytest.raises(RetryableError, match=r"without saying why \(the websocket queue /queue/join\)"):
+        completed_outputs({"msg": "process_completed", "success": False, "output": {"error": None}})
+    with pytest.raises(RetryableError, match="CUDA out of memory"):
+        completed_outputs({"msg": "process_completed", "success": False, "output": {"error": "CUDA out of memory"}})
+
+
+def test_queue_data_message_and_address() -> None:
+    body = json.dumps({"data": [None, {"name": "a.wav", "data": "data:audio/wav;base64,AAAA"}], "fn_index": 0})
+    message = json.loads(with_session_hash(body.encode(), "abc123"))
+    assert message == {**json.loads(body), "session_hash": "abc123"}
+    assert websocket_url("http://gpu:7860/") == "ws://gpu:7860/queue/join"
+    assert websocket_url("https://gpu/asr") == "wss://gpu/asr/queue/join"
 
 
 def test_other_statuses_are_classified() -> None:

@@ -280,7 +280,7 @@ def test_a_server_that_is_not_running(settings_for: Callable[..., ServerConfig],
     with pytest.raises(ServerUnavailableError) as caught:
         ping(settings_for(url, protocol="openai"), sleep=sleep)
     assert str(caught.value) == (f"server {url} unavailable after 3 attempts: connection refused on GET /v1/models "
-                                 "(check it is running (asrbatch ping))")
+                                 "(check that it is running: asrbatch ping)")
 
 
 def test_a_server_speaking_neither_protocol_is_described(proxy: FaultProxy, settings_for: Callable[..., ServerConfig],
