@@ -168,7 +168,8 @@ class _Run:
         assert self.paths.input_dir is not None and self.paths.output_dir is not None
         self.run_id = self.ledger.begin_run(self.paths.input_dir)
         self.claims = claims_for(self.ledger, self.config, output_dir=self.paths.output_dir, run_id=self.run_id)
-        shutil.rmtree(self.paths.tmp, ignore_errors=True)  # we hold the lock: leftovers are a dead run's
+        # Ours alone (the lock, or with a shared ledger a folder per worker): leftovers are a dead run's.
+        shutil.rmtree(self.paths.tmp, ignore_errors=True)
         summary: RunSummary | None = None
         error: BaseException | None = None
         final: RunSummary | None = None

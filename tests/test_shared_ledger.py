@@ -541,9 +541,31 @@ def test_copy_sqlite_to_postgresql_and_back_keeps_everything(proxy: FaultProxy, 
         assert dump(old) == dump(shared)
 
 
-def test_copy_refuses_a_ledger_in_use(pg_url: str, tmp_path: Path) -> None:
+def test_recordings_in_progress_show_everywhere_and_stop_a_copy(pg_url: str, tmp_path: Path) -> None:
     with open_location(pg_url) as shared:
-        shared.claim("busy.wav", run_id=None)
+        run = shared.begin_run(tmp_path)
+        shared.claim("busy.wav", run_id=run)
+        worker_name = shared.worker
+        shown = subprocess.run([sys.executable, "-m", "asrbatch", "status", "--ledger", pg_url],
+                               capture_output=True, text=True, cwd=REPO)
+        assert shown.returncode == 0, shown.stderr
+        assert f"in progress: 1 recording(s), claimed by {worker_name} (1)" in shown.stdout
+        assert f"runs by host: {HOST} 1 (last " in shown.stdout and " running)" in shown.stdout
+        page = tmp_path / "report.html"
+        made = subprocess.run([sys.executable, "-m", "asrbatch", "report", "--ledger", pg_url, "--html", str(page)],
+                              capture_output=True, text=True, cwd=REPO)
+        assert made.returncode == 0, made.stderr
+        hosts = page.read_text(encoding="utf-8").split('<table id="hosts">')[1].split("</table>")[0]
+        assert f"<td>{HOST}</td>" in hosts and hosts.rstrip().endswith('<td class="n">1</td></tr>')
+        textfile = tmp_path / "asrbatch.prom"
+        from asrbatch import metrics
+
+        metrics.write_textfile(shared, textfile, output_dir=tmp_path)
+        assert samples(textfile)[("asrbatch_claimed_recordings", "worker", worker_name)] == 1
+        no_dir = subprocess.run([sys.executable, "-m", "asrbatch", "report", "--ledger", pg_url],
+                                capture_output=True, text=True, cwd=REPO)
+        assert no_dir.returncode == 2 and "--html FILE" in no_dir.stderr
+
         result = subprocess.run([sys.executable, "-m", "asrbatch", "ledger", "copy", pg_url, str(tmp_path / "x")],
                                 capture_output=True, text=True, cwd=REPO)
         assert result.returncode == 2 and "in use: 1 recording(s) claimed by" in result.stderr
