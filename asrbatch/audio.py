@@ -624,7 +624,7 @@ def prepare(path: Path, info: AudioInfo, settings: AudioConfig, workdir: Path, *
             if utterances:
                 spans = plan_utterances(
                     channel_duration, silences, pause=settings.utterance_pause,
-                    max_length=settings.utterance_max, min_length=settings.utterance_min,
+                    max_length=min(settings.utterance_max, settings.max_chunk), min_length=settings.utterance_min,
                     max_chunk=settings.max_chunk, min_silence=settings.min_silence, overlap=settings.overlap,
                 )
             elif channel_duration <= settings.split_above:

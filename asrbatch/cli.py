@@ -79,9 +79,12 @@ JOB_FLAGS = {flag.name: flag for flag in (
             {"type": click.FloatRange(0)}),
     JobFlag("rescan_interval", ("--rescan-interval",), "watch.rescan_interval",
             "Seconds between full rescans (watch.rescan_interval).", {"type": click.FloatRange(1)}),
+    JobFlag("ledger", ("--ledger",), "state.ledger",
+            "sqlite (the file in the state folder), or a postgresql:// URL (no password) that several workers "
+            "share (state.ledger)."),
 )}
-RUN_FLAGS = ("output_dir", "url", "hotwords", "min_age", "formats", "workers", "max_files", "max_runtime")
-WATCH_FLAGS = ("output_dir", "url", "hotwords", "formats", "workers", "settle", "rescan_interval")
+RUN_FLAGS = ("output_dir", "url", "hotwords", "min_age", "formats", "workers", "max_files", "max_runtime", "ledger")
+WATCH_FLAGS = ("output_dir", "url", "hotwords", "formats", "workers", "settle", "rescan_interval", "ledger")
 
 
 def job_flags(names: Sequence[str]) -> Callable[[Any], Any]:
@@ -320,13 +323,25 @@ def cron_line(
 # status / report / retry / forget
 
 
-def _state_paths(config_path: Path | None, output_dir: Path | None, state_dir: Path | None) -> JobPaths:
+@dataclass(frozen=True)
+class StateJob:
+    """The job a state command looks at: its config, and its folders where they are known (a shared
+    ledger needs none)."""
+
+    config: Config
+    paths: JobPaths | None
+
+
+def _state_job(config_path: Path | None, output_dir: Path | None, state_dir: Path | None,
+               ledger: str | None) -> StateJob:
     overrides = {"output.dir": str(output_dir) if output_dir else None,
-                 "state.dir": str(state_dir) if state_dir else None}
+                 "state.dir": str(state_dir) if state_dir else None, "state.ledger": ledger}
     config = _load(config_path, overrides)
     try:
-        return JobPaths.for_state(config)
+        return StateJob(config, JobPaths.for_state(config))
     except ConfigError as exc:
+        if config.state.ledger != "sqlite":
+            return StateJob(config, None)
         raise click.UsageError(exc.message) from None
 
 
@@ -334,6 +349,7 @@ state_options = [
     click.option("-o", "--output", "output_dir", type=click.Path(path_type=Path, file_okay=False),
                  help="The run's output folder (its state is in <OUTPUT>/.asrbatch)."),
     click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False), help="The state folder itself."),
+    click.option("--ledger", help="The shared ledger's postgresql:// URL (state.ledger), or sqlite."),
     config_option,
 ]
 
@@ -344,37 +360,35 @@ def with_state_options(func: Any) -> Any:
     return func
 
 
-def _open_ledger(paths: JobPaths) -> Any:
-    from asrbatch.ledger import Ledger
+def _open_ledger(job: StateJob) -> Any:
+    from asrbatch.ledger import open_ledger
 
-    if not paths.ledger.exists():
-        raise AsrbatchError(f"no ledger at {paths.ledger}",
-                            hint="has `asrbatch run` been run with this output folder?")
-    return Ledger.open(paths.ledger)
+    return open_ledger(job.config, job.paths, create=False)
 
 
 @cli.command(context_settings=CONTEXT)
 @with_state_options
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("--days", type=click.IntRange(0), default=7, show_default=True, help="Days in the per-day view.")
-def status(output_dir: Path | None, state_dir: Path | None, config_path: Path | None, as_json: bool,
-           days: int) -> int:
-    """Show what the ledger knows: counts by outcome, the last run, failed files.
+def status(output_dir: Path | None, state_dir: Path | None, ledger: str | None, config_path: Path | None,
+           as_json: bool, days: int) -> int:
+    """Show what the ledger knows: counts by outcome, the last run, failed files, runs by host.
 
     \b
     Example:
       asrbatch status -o /data/transcripts
+      asrbatch status --ledger postgresql://asrbatch@db-host/transcripts
     """
     from asrbatch.report import build_status
 
-    paths = _state_paths(config_path, output_dir, state_dir)
-    with _open_ledger(paths) as ledger:
-        report = build_status(ledger, days=days)
+    job = _state_job(config_path, output_dir, state_dir, ledger)
+    with _open_ledger(job) as opened:
+        report = build_status(opened, days=days)
     if as_json:
         click.echo(json.dumps(report, indent=2, ensure_ascii=False))
         return 0
     counts = report["counts"]
-    click.echo(f"ledger: {paths.ledger}")
+    click.echo(f"ledger: {report['ledger']}")
     click.echo("recordings: " + (", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "none")
                + f" (audio {report['audio_hours']:.2f} h)")
     last = report["last_run"]
@@ -387,6 +401,17 @@ def status(output_dir: Path | None, state_dir: Path | None, config_path: Path | 
     else:
         click.echo("last run: none")
     click.echo(f"last success: {report['last_success_at'] or 'never'}")
+    if len(report["hosts"]) > 1 or report["shared"]:
+        click.echo("runs by host: " + (", ".join(
+            f"{h['host']} {h['runs']} (last {h['last_started_at']} {h['last_status']}"
+            + (f" exit={h['last_exit_code']}" if h["last_exit_code"] is not None else "") + ")"
+            for h in report["hosts"]) or "none"))
+    if report["claims"]:
+        by_worker: dict[str, int] = {}
+        for claim in report["claims"]:
+            by_worker[claim["worker"]] = by_worker.get(claim["worker"], 0) + 1
+        click.echo(f"in progress: {len(report['claims'])} recording(s), claimed by "
+                   + ", ".join(f"{worker} ({n})" for worker, n in sorted(by_worker.items())))
     period = report["period"]
     if days:
         click.echo(
@@ -415,8 +440,8 @@ def status(output_dir: Path | None, state_dir: Path | None, config_path: Path | 
 @click.option("--html", "html_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Where to write the page (default: <state>/report.html).")
 @click.option("--days", type=click.IntRange(1), default=30, show_default=True, help="Days in the chart and tables.")
-def report(output_dir: Path | None, state_dir: Path | None, config_path: Path | None, html_path: Path | None,
-           days: int) -> int:
+def report(output_dir: Path | None, state_dir: Path | None, ledger: str | None, config_path: Path | None,
+           html_path: Path | None, days: int) -> int:
     """Write an HTML page of what the job has done: totals, a chart of throughput per day, failures, runs.
 
     The page is self-contained (no scripts, no external files): open it in a browser,
@@ -428,9 +453,12 @@ def report(output_dir: Path | None, state_dir: Path | None, config_path: Path | 
     """
     from asrbatch.report import write_html_report
 
-    paths = _state_paths(config_path, output_dir, state_dir)
-    with _open_ledger(paths) as ledger:
-        written = write_html_report(ledger, html_path or paths.report, days=days)
+    job = _state_job(config_path, output_dir, state_dir, ledger)
+    target = html_path or (job.paths.report if job.paths is not None else None)
+    if target is None:
+        raise click.UsageError("say where the page goes: --html FILE (or -o OUTPUT_DIR for <state>/report.html)")
+    with _open_ledger(job) as opened:
+        written = write_html_report(opened, target, days=days)
     click.echo(str(written))
     return 0
 
@@ -438,7 +466,8 @@ def report(output_dir: Path | None, state_dir: Path | None, config_path: Path | 
 @cli.command(context_settings=CONTEXT)
 @with_state_options
 @click.argument("paths", nargs=-1)
-def retry(output_dir: Path | None, state_dir: Path | None, config_path: Path | None, paths: Sequence[str]) -> int:
+def retry(output_dir: Path | None, state_dir: Path | None, ledger: str | None, config_path: Path | None,
+          paths: Sequence[str]) -> int:
     """Put failed recordings back in line for the next run (all of them, or PATHS).
 
     PATHS are relative to the input folder, as `asrbatch status` shows them; a folder
@@ -448,9 +477,9 @@ def retry(output_dir: Path | None, state_dir: Path | None, config_path: Path | N
     Example:
       asrbatch retry -o /data/transcripts
     """
-    job = _state_paths(config_path, output_dir, state_dir)
-    with _open_ledger(job) as ledger:
-        reset = ledger.retry([p.strip("/") for p in paths] if paths else None)
+    job = _state_job(config_path, output_dir, state_dir, ledger)
+    with _open_ledger(job) as opened:
+        reset = opened.retry([p.strip("/") for p in paths] if paths else None)
     for key in reset:
         click.echo(f"retry {key}")
     click.echo(f"{len(reset)} recording(s) will be tried again on the next run")
@@ -460,7 +489,8 @@ def retry(output_dir: Path | None, state_dir: Path | None, config_path: Path | N
 @cli.command(context_settings=CONTEXT)
 @with_state_options
 @click.argument("paths", nargs=-1, required=True)
-def forget(output_dir: Path | None, state_dir: Path | None, config_path: Path | None, paths: Sequence[str]) -> int:
+def forget(output_dir: Path | None, state_dir: Path | None, ledger: str | None, config_path: Path | None,
+           paths: Sequence[str]) -> int:
     """Drop the ledger records of PATHS (relative to the input folder; a folder drops everything under it).
 
     The next run treats them as new. Transcript files are left where they are.
@@ -469,14 +499,50 @@ def forget(output_dir: Path | None, state_dir: Path | None, config_path: Path | 
     Example:
       asrbatch forget -o /data/transcripts "2024-05/call 17.wav"
     """
-    job = _state_paths(config_path, output_dir, state_dir)
-    with _open_ledger(job) as ledger:
-        dropped = ledger.forget([p.strip("/") for p in paths])
+    job = _state_job(config_path, output_dir, state_dir, ledger)
+    with _open_ledger(job) as opened:
+        dropped = opened.forget([p.strip("/") for p in paths])
     for key in dropped:
         click.echo(f"forgot {key}")
     if not dropped:
         click.echo("no matching records", err=True)
         return int(ExitCode.USAGE)
+    return 0
+
+
+@cli.group("ledger", context_settings=CONTEXT)
+def ledger_group() -> None:
+    """Look after the ledger itself: move a job's records between SQLite and PostgreSQL.
+
+    \b
+    Example:
+      asrbatch ledger copy /data/transcripts/.asrbatch postgresql://asrbatch@db-host/transcripts
+    """
+
+
+@ledger_group.command("copy", context_settings=CONTEXT)
+@click.argument("source")
+@click.argument("destination")
+@click.option("--replace", is_flag=True, help="Overwrite a destination that already holds records.")
+def ledger_copy(source: str, destination: str, replace: bool) -> int:
+    """Copy every recording, chunk, run and event from SOURCE into DESTINATION, and check the counts.
+
+    SOURCE and DESTINATION are each an SQLite ledger (the ledger.sqlite3 file, or the
+    state folder holding it) or a postgresql:// URL (password from PGPASSWORD or
+    ~/.pgpass, never in the URL).  Stop the job's runs first: the copy refuses a
+    source whose workers hold claims, and a destination that is not empty unless
+    --replace.  The source is left as it was.
+
+    \b
+    Example:
+      asrbatch ledger copy /data/transcripts/.asrbatch postgresql://asrbatch@db-host/transcripts
+      asrbatch ledger copy postgresql://asrbatch@db-host/transcripts /data/transcripts/.asrbatch --replace
+    """
+    from asrbatch.ledger import copy_between
+
+    copied = copy_between(source, destination, replace=replace)
+    click.echo(f"copied {', '.join(f'{table}={count}' for table, count in copied.counts.items())}: "
+               f"{copied.source} -> {copied.destination} (counts checked)")
     return 0
 
 

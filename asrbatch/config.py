@@ -9,9 +9,11 @@ environment or the YAML file again.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import types
 import typing
+import urllib.parse
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,6 +192,21 @@ class StateConfig:
         "Runs in which a file that failed transiently is tried again before it waits for `asrbatch retry`.",
         default=3,
     )
+    ledger: str = _doc(
+        "sqlite: the file ledger.sqlite3 in the state folder, one run at a time; or a "
+        "postgresql://user@host:port/database URL (no password in it) shared by several workers.",
+        default="sqlite",
+    )
+    ledger_password_env: str | None = _doc(
+        "Environment variable holding the PostgreSQL password; null: libpq's own PGPASSWORD or ~/.pgpass.",
+        default=None,
+    )
+    lease: float = _doc(
+        "Seconds a worker's claim on a recording lasts unless renewed (shared ledger): a worker that dies "
+        "loses its recordings to the others this long after.",
+        default=300.0,
+    )
+    ledger_password: str | None = field(default=None, repr=False, metadata={"internal": True})
 
 
 @dataclass(frozen=True)
@@ -217,7 +234,8 @@ class AudioConfig:
     utterance_pause: float = _doc("Shortest pause, in seconds, that ends an utterance.", default=0.5)
     utterance_min: float = _doc("Utterances shorter than this many seconds join the next one.", default=1.0)
     utterance_max: float = _doc(
-        "Utterances longer than this many seconds are cut again at their longest inner pause.", default=10.0
+        "Utterances longer than this many seconds (or than max_chunk) are cut again at their longest inner pause.",
+        default=10.0
     )
 
 
@@ -318,20 +336,26 @@ def load_config(
     apply_arguments(data, overrides or {}, additions or {})
     config = _build(Config, data, "", problems)
     if config is not None:
-        password = None
+        password = ledger_password = None
         if config.server.username:
             password = env.get(config.server.password_env)
             if password is None:
                 problems.append(
                     f"server.username: set, but the password variable {config.server.password_env} is not"
                 )
+        if config.state.ledger_password_env:
+            ledger_password = env.get(config.state.ledger_password_env)
+            if ledger_password is None:
+                problems.append(f"state.ledger_password_env: set, but the variable "
+                                f"{config.state.ledger_password_env} is not")
         problems.extend(_cross_checks(config))
     if problems or config is None:
         where = f" in {source}" if source else ""
         raise ConfigError(problems, hint=f"fix the configuration{where}; see config.example.yaml")
     api_key = env.get(config.server.api_key_env) or None
     server = dataclasses.replace(config.server, password=password, api_key=api_key)
-    return dataclasses.replace(config, server=server, source=source)
+    state = dataclasses.replace(config.state, ledger_password=ledger_password)
+    return dataclasses.replace(config, server=server, state=state, source=source)
 
 
 def apply_arguments(data: dict[str, Any], overrides: Mapping[str, Any], additions: Mapping[str, Any]) -> None:
@@ -403,9 +427,18 @@ def _secret_variables(data: Mapping[str, Any], env: Mapping[str, str]) -> set[st
 
 
 def _is_setting(name: str, secrets: Collection[str] = ()) -> bool:
-    """*name* is an environment variable that :func:`load_config` reads as a config key."""
-    return (name.startswith(ENV_PREFIX) and name != CONFIG_ENV and "PASSWORD" not in name and name not in secrets
-            and not name.endswith(SECRET_ENV_ENDINGS) and not name.startswith(RESERVED_ENV))
+    """*name* is an environment variable that :func:`load_config` reads as a config key (a key's own
+    variable always is, ``ASRBATCH_SERVER_PASSWORD_ENV`` too; a secret's never)."""
+    if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV or name in secrets or name.startswith(RESERVED_ENV):
+        return False
+    if name in _known_variables():
+        return True
+    return "PASSWORD" not in name and not name.endswith(SECRET_ENV_ENDINGS)
+
+
+@functools.lru_cache(maxsize=1)
+def _known_variables() -> frozenset[str]:
+    return frozenset(env_name(key) for key, _, _ in iter_keys())
 
 
 def config_variables(env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -426,6 +459,8 @@ def _apply_environment(data: dict[str, Any], env: Mapping[str, str], problems: l
         if not _is_setting(name, secrets):
             continue
         key = known.get(name)
+        if key is None and ("PASSWORD" in name or name.startswith(RESERVED_ENV)):
+            continue
         if key is None:
             problems.append(f"{name}: unknown environment variable (known: see config.example.yaml)")
             continue
@@ -638,6 +673,10 @@ def _cross_checks(config: Config) -> list[str]:
     problems.extend(f"output.subtitles.{problem}" for problem in check_subtitle_rules(config.output.subtitles))
     if config.state.max_runs < 1:
         problems.append("state.max_runs: must be >= 1")
+    if config.state.ledger != "sqlite" and (problem := ledger_url_problem(config.state.ledger)):
+        problems.append(f"state.ledger: {problem}")
+    if config.state.lease < 1:
+        problems.append("state.lease: must be >= 1 second")
     a = config.audio
     if not 8000 <= a.sample_rate <= 192_000:
         problems.append("audio.sample_rate: must be between 8000 and 192000")
@@ -653,8 +692,8 @@ def _cross_checks(config: Config) -> list[str]:
         problems.append("audio.utterance_pause: must be >= audio.min_silence")
     if a.utterance_min < 0:
         problems.append("audio.utterance_min: must be >= 0")
-    if not a.utterance_min < a.utterance_max <= a.max_chunk:
-        problems.append("audio.utterance_max: must be more than audio.utterance_min and at most audio.max_chunk")
+    if not a.utterance_min < a.utterance_max:
+        problems.append("audio.utterance_max: must be more than audio.utterance_min")
     if a.silence_threshold >= 0:
         problems.append("audio.silence_threshold: must be below 0 dBFS")
     for url in s.urls:
@@ -697,3 +736,37 @@ def _cross_checks(config: Config) -> list[str]:
     if config.log.backups < 0:
         problems.append("log.backups: must be >= 0")
     return problems
+
+
+LEDGER_SCHEMES = ("postgresql://", "postgres://")
+
+
+def ledger_url_problem(url: str) -> str | None:
+    """Why *url* cannot name a shared ledger (a password in it, a bad scheme), or None."""
+    if not url.startswith(LEDGER_SCHEMES):
+        return f"must be sqlite or a postgresql:// URL, not {redact_url(url)!r}"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises for a port that is not a number
+    except ValueError as exc:
+        return f"not a valid URL ({exc})"
+    if parts.password is not None or "password" in {k.lower() for k in urllib.parse.parse_qs(parts.query)}:
+        return ("holds a password: take it out of the URL and put it in PGPASSWORD, in the variable named by "
+                "state.ledger_password_env, or in ~/.pgpass")
+    return None
+
+
+def redact_url(url: str) -> str:
+    """*url* with any password in it replaced by ``***`` (for messages)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        password = parts.password
+        query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    except ValueError:
+        return url.rsplit("@", 1)[-1]
+    if password is not None:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{password}@", ":***@", 1))
+    if any(k.lower() == "password" for k, _ in query):
+        hidden = [(k, "***" if k.lower() == "password" else v) for k, v in query]
+        parts = parts._replace(query=urllib.parse.urlencode(hidden))
+    return urllib.parse.urlunsplit(parts)

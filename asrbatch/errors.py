@@ -99,6 +99,13 @@ class LedgerDamagedError(OperatorError):
     """The ledger file is not a readable SQLite database; asrbatch never overwrites it."""
 
 
+class LedgerUnavailableError(OperatorError):
+    """The shared ledger's database server cannot be reached (down, or the network between):
+    nothing is lost, the next run continues."""
+
+    exit_code = ExitCode.SERVER_UNAVAILABLE
+
+
 class EndpointError(AsrbatchError):
     """The server answers but the configured recognition function is missing or unusable
     (wrong fn_index/api_name, unexpected inputs, login refused)."""

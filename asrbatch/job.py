@@ -23,7 +23,7 @@ from asrbatch import metrics, monitoring
 from asrbatch.config import Config
 from asrbatch.errors import AsrbatchError, ExitCode, LockedError
 from asrbatch.fsutil import locked
-from asrbatch.ledger import Ledger
+from asrbatch.ledger import open_existing_ledger
 from asrbatch.log import kv
 from asrbatch.outcomes import RunSummary
 from asrbatch.paths import JobPaths
@@ -92,13 +92,17 @@ def run_job(
 
 def _write_metrics(config: Config, paths: JobPaths) -> None:
     target = config.monitoring.textfile
-    if target is None or not paths.ledger.exists():
+    if target is None:
         return
     try:
         # One writer at a time (a watch pass and a cron run may end together), reading the ledger
         # under the lock: the file written last always holds the newest counts, never older ones.
-        with locked(paths.metrics_lock), Ledger.open(paths.ledger) as ledger:
-            metrics.write_textfile(ledger, target, output_dir=paths.output_dir or paths.state_dir)
+        with locked(paths.metrics_lock):
+            ledger = open_existing_ledger(config, paths)
+            if ledger is None:
+                return
+            with ledger:
+                metrics.write_textfile(ledger, target, output_dir=paths.output_dir or paths.state_dir)
     except Exception as exc:  # metrics must never fail the run
         log.warning(kv("metrics_failed", path=target, reason=str(exc)))
 

@@ -1,7 +1,9 @@
-"""One run at a time per state folder.
+"""One run at a time per state folder, unless the ledger is shared.
 
 ``flock`` on ``<state>/lock`` (:func:`asrbatch.fsutil.locked`): the kernel drops the lock
-when the process dies, so a crashed or killed run never blocks the next one.
+when the process dies, so a crashed or killed run never blocks the next one.  With a shared
+ledger (``state.ledger`` a database URL) no lock is taken: several workers run at once and
+split the work through claims (:mod:`asrbatch.claims`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,12 @@ from types import TracebackType
 
 from asrbatch.errors import LockedError
 from asrbatch.fsutil import locked
+from asrbatch.paths import JobPaths
+
+
+def run_lock(paths: JobPaths) -> contextlib.AbstractContextManager[object]:
+    """The lock a run of *paths* holds: :class:`RunLock` on its state folder, or none with a shared ledger."""
+    return contextlib.nullcontext() if paths.shared else RunLock(paths.lock)
 
 
 class RunLock:

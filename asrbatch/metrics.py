@@ -40,6 +40,9 @@ class Figures:
     last_run: RunRecord | None = None
     last_run_seconds: float | None = None
     last_success_at: float | None = None
+    runs_by_host: dict[str, int] = field(default_factory=dict)
+    claims_by_worker: dict[str, int] = field(default_factory=dict)
+    """Recordings being worked on right now (shared ledger), by worker ``<host>:<pid>``."""
 
 
 def collect(ledger: Ledger) -> Figures:
@@ -49,16 +52,21 @@ def collect(ledger: Ledger) -> Figures:
     last: RunRecord | None = None
     last_seconds: float | None = None
     last_success: float | None = None
+    by_host: dict[str, int] = {}
     for run in ledger.runs():  # newest first
         if run.exit_code is None:
             continue  # still running, or killed before it could finish
         runs_by_code[run.exit_code] = runs_by_code.get(run.exit_code, 0) + 1
+        by_host[run.host or "unknown"] = by_host.get(run.host or "unknown", 0) + 1
         seconds = _duration(run)
         run_seconds += seconds
         if last is None:
             last, last_seconds = run, seconds
         if last_success is None and run.exit_code == ExitCode.OK and run.finished_at:
             last_success = _epoch(run.finished_at)
+    claims: dict[str, int] = {}
+    for claim in ledger.claims():
+        claims[claim.worker] = claims.get(claim.worker, 0) + 1
     files: dict[str, int] = {}
     audio = server = 0.0
     for day in ledger.daily(days=1_000_000):
@@ -76,6 +84,8 @@ def collect(ledger: Ledger) -> Figures:
         last_run=last,
         last_run_seconds=last_seconds,
         last_success_at=last_success,
+        runs_by_host=by_host,
+        claims_by_worker=claims,
     )
 
 
@@ -94,6 +104,8 @@ def render(figures: Figures, *, output_dir: Path | str) -> str:
     metric("asrbatch_runs_total", "counter", "Runs finished, by exit code (0 ok, 1 files failed, 2 usage, "
            "3 server unavailable, 70 internal error).",
            [({"exit_code": str(code)}, figures.runs_by_exit_code.get(code, 0)) for code in codes])
+    metric("asrbatch_host_runs_total", "counter", "Runs finished, by the host that ran them (several hosts share a "
+           "ledger on PostgreSQL).", [({"host": host}, count) for host, count in sorted(figures.runs_by_host.items())])
     metric("asrbatch_files_total", "counter", "Recordings processed, by outcome.",
            [({"outcome": outcome}, figures.files_by_outcome.get(outcome, 0)) for outcome in FILE_OUTCOMES])
     metric("asrbatch_audio_seconds_total", "counter", "Seconds of audio transcribed.",
@@ -102,6 +114,8 @@ def render(figures: Figures, *, output_dir: Path | str) -> str:
            [({}, figures.server_seconds)])
     metric("asrbatch_run_seconds_total", "counter", "Wall-clock seconds spent in runs.",
            [({}, figures.run_seconds)])
+    metric("asrbatch_claimed_recordings", "gauge", "Recordings being worked on right now, by worker (<host>:<pid>).",
+           [({"worker": worker}, count) for worker, count in sorted(figures.claims_by_worker.items())])
     states = sorted(set(RECORDING_STATES) | set(figures.recordings))
     metric("asrbatch_recordings", "gauge", "Recordings in the ledger, by current state.",
            [({"outcome": state}, figures.recordings.get(state, 0)) for state in states])

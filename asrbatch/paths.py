@@ -8,6 +8,10 @@ the metrics and the CLI all read them from a :class:`JobPaths`; nothing else der
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +33,9 @@ class JobPaths:
     output_dir: Path | None
     state_dir: Path
     log_file: Path
+    shared: bool = False
+    """The ledger is shared by several workers (``state.ledger`` is a database URL): each worker
+    keeps its temporary files apart, and no run lock is taken."""
 
     @property
     def ledger(self) -> Path:
@@ -45,7 +52,10 @@ class JobPaths:
 
     @property
     def tmp(self) -> Path:
-        """Decoded and chunked audio while a run works on it (emptied at every start)."""
+        """Decoded and chunked audio while a run works on it (emptied at every start); with a
+        shared ledger one folder per worker process, ``tmp/<host>-<pid>``."""
+        if self.shared:
+            return self.state_dir / "tmp" / _worker_folder(socket.gethostname(), os.getpid())
         return self.state_dir / "tmp"
 
     @property
@@ -80,7 +90,7 @@ class JobPaths:
                 f"{input_dir.with_name(input_dir.name + '_transcripts')}",
             )
         state_dir = _state_for(config, output_dir)
-        return cls(input_dir, output_dir, state_dir, _log_for(config, state_dir))
+        return cls(input_dir, output_dir, state_dir, _log_for(config, state_dir), _shared(config))
 
     @classmethod
     def for_state(cls, config: Config) -> JobPaths:
@@ -97,7 +107,7 @@ class JobPaths:
             raise ConfigError("say which job to look at: -o OUTPUT_DIR, --state-dir DIR, or -c CONFIG with "
                               "output.dir or state.dir set")
         state_dir = _state_for(config, output_dir)
-        return cls(input_dir, output_dir, state_dir, _log_for(config, state_dir))
+        return cls(input_dir, output_dir, state_dir, _log_for(config, state_dir), _shared(config))
 
     def excluded(self, config: Config) -> tuple[Path, ...]:
         """Folders never scanned as input, even when they lie inside it."""
@@ -108,7 +118,13 @@ class JobPaths:
         return tuple(folders)
 
     def prepare(self) -> None:
-        """Create the output and state folders; raises :class:`OperatorError` naming the path."""
+        """Create the output and state folders; raises :class:`OperatorError` naming the path.
+
+        With a shared ledger, also removes the temporary folders of this host's worker
+        processes that are gone (killed ones leave theirs).
+        """
+        if self.shared:
+            self._remove_dead_workers_tmp()
         for folder in (self.output_dir, self.state_dir, self.log_file.parent):
             if folder is None:
                 continue
@@ -121,6 +137,40 @@ class JobPaths:
                 raise fsutil.operator_error(exc, folder, "cannot create the folder") or OperatorError(
                     f"cannot create the folder {folder}: {exc.strerror or exc}",
                     hint="check the path and its permissions") from None
+
+
+    def _remove_dead_workers_tmp(self) -> None:
+        host = socket.gethostname()
+        try:
+            folders = list((self.state_dir / "tmp").iterdir())
+        except OSError:
+            return
+        for folder in folders:
+            name, _, pid = folder.name.rpartition("-")
+            if name == _safe_host(host) and pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _worker_folder(host: str, pid: int) -> str:
+    return f"{_safe_host(host)}-{pid}"
+
+
+def _safe_host(host: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.]+", "_", host)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _shared(config: Config) -> bool:
+    return config.state.ledger != "sqlite"
 
 
 def _output_for(config: Config, input_dir: Path | None) -> Path:

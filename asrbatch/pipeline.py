@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asrbatch import audio, housekeeping, output
+from asrbatch.claims import Claims, SoleClaims
 from asrbatch.config import Config
 from asrbatch.errors import (
     AsrbatchError,
@@ -128,6 +129,7 @@ class Pipeline:
         recognizer: Recognizer | None = None,
         server: ServerInfo | None = None,
         decoding: threading.Semaphore | None = None,
+        claims: Claims | None = None,
     ) -> None:
         assert paths.output_dir is not None
         self.config = config
@@ -145,6 +147,7 @@ class Pipeline:
         self.utterances = wants_utterances(config, server)
         self.plan_signature = plan_signature(config, utterances=self.utterances)
         self.subtitles = output.subtitle_rules(config)
+        self.claims: Claims = claims or SoleClaims()
 
     # -- the entry point ----------------------------------------------------------------------
 
@@ -284,6 +287,7 @@ class Pipeline:
         def one(chunk: audio.Chunk) -> ChunkResult:
             if self.stop.stopping:
                 raise Pending(self.stop.left_for_next_run())
+            self._keep_claim(recording)
             result = self._recognise_chunk(recording, prepared, chunk, hotwords)
             with lock:
                 work.attempts += result.attempts
@@ -352,6 +356,7 @@ class Pipeline:
                 attempts: int) -> dict[str, str]:
         """Write the outputs, then record the success, then (optionally) move the recording away."""
         recording = decision.recording
+        self._keep_claim(recording)
         base = self._base_for(decision)
         written = self._write(decision, transcript, base)
         self.ledger.record_success(
@@ -375,6 +380,12 @@ class Pipeline:
         hashes = {rel: output.content_hash(content) for rel, content in files.items()}
         self.ledger.record_intent(decision.recording.key, {rel: rel for rel in files}, hashes)
         return output.write_files(self.output_dir, files, source=decision.recording.key)
+
+    def _keep_claim(self, recording: Recording) -> None:
+        """Shared ledger: renew this worker's claim; another worker that took the recording over keeps it."""
+        lost = self.claims.keep(recording.key)
+        if lost is not None:
+            raise Pending(lost)
 
     def _base_for(self, decision: Decision) -> str:
         return base_for(decision, self.bases)

@@ -85,9 +85,29 @@ def decide(
             continue
         entry = entries.get(recording.key) or (ledger.get(recording.key) if ledger else None)
         assert entry is not None
-        decisions.append(_decide_known(recording, entry, same_stat, ledger, hasher, force=force,
-                                       max_runs=max_runs, output_dir=output_dir))
+        decisions.append(decide_one(recording, entry, ledger, force=force, max_runs=max_runs,
+                                    output_dir=output_dir, hasher=hasher))
     return decisions
+
+
+def decide_one(
+    recording: Recording,
+    entry: Entry | None,
+    ledger: Ledger | None,
+    *,
+    force: bool,
+    max_runs: int,
+    output_dir: Path,
+    hasher: Callable[[Path], str] = file_sha256,
+) -> Decision:
+    """:func:`decide` for one recording whose ledger *entry* (None: not in the ledger) is known."""
+    if entry is None:
+        return _decide_new(recording, hasher(recording.path), ledger, force=force)
+    same_stat = (entry.size, entry.mtime_ns) == (recording.size, recording.mtime_ns)
+    if same_stat and entry.finished and not force:
+        return Decision(recording, Action.SKIP, "done, unchanged", entry=entry)
+    return _decide_known(recording, entry, same_stat, ledger, hasher, force=force, max_runs=max_runs,
+                         output_dir=output_dir)
 
 
 def _decide_known(

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from asrbatch.fsutil import atomic_write
-from asrbatch.ledger import Ledger
+from asrbatch.ledger import Ledger, RunRecord
 
 
 def build_status(ledger: Ledger, *, days: int = 7, today: date | None = None) -> dict[str, Any]:
@@ -22,7 +22,8 @@ def build_status(ledger: Ledger, *, days: int = 7, today: date | None = None) ->
     ``daily`` lists the days with activity, newest first; ``period`` sums them up,
     with the failures by reason.
     """
-    last = ledger.last_run()
+    runs = ledger.runs()
+    last = runs[0] if runs else None
     totals = ledger.totals()
     today = today or datetime.now(timezone.utc).date()
     first = (today - timedelta(days=days - 1)).isoformat() if days else None
@@ -36,6 +37,8 @@ def build_status(ledger: Ledger, *, days: int = 7, today: date | None = None) ->
             reasons[reason] = reasons.get(reason, 0) + count
         day["failures"] = by_reason
     return {
+        "ledger": ledger.location,
+        "shared": ledger.shared,
         "counts": ledger.counts(),
         "audio_hours": totals["audio_seconds"] / 3600,
         "server_seconds": totals["server_seconds"],
@@ -50,7 +53,7 @@ def build_status(ledger: Ledger, *, days: int = 7, today: date | None = None) ->
             "input_dir": last.input_dir,
             "summary": last.summary,
         },
-        "last_success_at": _last_success(ledger),
+        "last_success_at": _last_success(runs),
         "period": {
             "days": days,
             "first_day": first,
@@ -74,7 +77,23 @@ def build_status(ledger: Ledger, *, days: int = 7, today: date | None = None) ->
             }
             for e in ledger.failures()
         ],
+        "hosts": runs_by_host(runs),
+        "claims": [{"path": c.key, "worker": c.worker, "seconds_left": round(c.seconds_left, 1),
+                    "taken_from": c.taken_from} for c in ledger.claims()],
     }
+
+
+def runs_by_host(runs: list[RunRecord]) -> list[dict[str, Any]]:
+    """Per host (newest runs first in *runs*): how many runs, how many still running, the last one's start and exit."""
+    hosts: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        host = run.host or "unknown"
+        if host not in hosts:
+            hosts[host] = {"host": host, "runs": 0, "running": 0, "last_started_at": run.started_at,
+                           "last_exit_code": run.exit_code, "last_status": run.status}
+        hosts[host]["runs"] += 1
+        hosts[host]["running"] += run.status == "running"
+    return sorted(hosts.values(), key=lambda h: h["host"])
 
 
 _PATH_PREFIX = re.compile(r"^(?:/|[A-Za-z]:[\\/]).*?\.[A-Za-z0-9]{1,5}: ")
@@ -85,8 +104,8 @@ def failure_reason(error: str) -> str:
     return _PATH_PREFIX.sub("", error, count=1)
 
 
-def _last_success(ledger: Ledger) -> str | None:
-    for run in ledger.runs():
+def _last_success(runs: list[RunRecord]) -> str | None:
+    for run in runs:
         if run.exit_code == 0 and run.finished_at:
             return run.finished_at
     return None
@@ -136,22 +155,23 @@ def write_html_report(ledger: Ledger, path: Path, *, days: int = 30, title: str 
     """
     status = build_status(ledger, days=days, today=today)
     last = status["last_run"]
-    # Named after the recordings people know the job by; the state folder before any run.
+    # Named after the recordings people know the job by; the ledger's place before any run.
     recordings = last["input_dir"] if last and last.get("input_dir") else None
-    page = render_html(status, ledger.runs(limit=RUNS_SHOWN), title=title or f"asrbatch: {recordings or ledger.path.parent}",
+    where = ledger.location if ledger.shared else str(Path(ledger.location).parent)
+    page = render_html(status, ledger.runs(limit=RUNS_SHOWN), title=title or f"asrbatch: {recordings or where}",
                        generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                       where=_where(recordings, last, ledger.path.parent))
+                       where=_where(recordings, last, where))
     path = path.expanduser()
     atomic_write(path, page)
     return path
 
 
-def _where(recordings: str | None, last: dict[str, Any] | None, state: Path) -> str:
+def _where(recordings: str | None, last: dict[str, Any] | None, state: Path | str) -> str:
     output = (last or {}).get("summary", {}).get("output_dir")
     parts = [f"recordings in `{recordings}`"] if recordings else []
     if output:
         parts.append(f"transcripts in `{output}`")
-    parts.append(f"state in `{state}`")
+    parts.append(f"ledger in `{state}`")
     return ", ".join(parts)
 
 
@@ -248,16 +268,31 @@ def render_html(status: dict[str, Any], runs: list[Any], *, title: str, generate
     else:
         parts.append('<p class="empty">None.</p>')
 
+    if len(status["hosts"]) > 1 or status["claims"]:
+        parts.append("<h2>Hosts</h2>")
+        parts.append('<table id="hosts"><tr><th>host</th><th class="n">runs</th><th class="n">running</th>'
+                     '<th>last run</th><th class="n">exit</th><th class="n">recordings in progress</th></tr>')
+        claimed: dict[str, int] = {}
+        for claim in status["claims"]:
+            host = claim["worker"].rsplit(":", 1)[0]
+            claimed[host] = claimed.get(host, 0) + 1
+        for h in status["hosts"]:
+            code = "" if h["last_exit_code"] is None else h["last_exit_code"]
+            parts.append(f'<tr><td>{e(h["host"])}</td><td class="n">{h["runs"]}</td><td class="n">{h["running"]}</td>'
+                         f'<td>{e(_short_time(h["last_started_at"]))}</td><td class="n">{code}</td>'
+                         f'<td class="n">{claimed.get(h["host"], 0)}</td></tr>')
+        parts.append("</table>")
+
     parts.append("<h2>Recent runs</h2>")
     if runs:
-        parts.append('<div class="wide"><table id="runs"><tr><th>started</th><th>status</th><th class="n">exit</th>'
+        parts.append('<div class="wide"><table id="runs"><tr><th>started</th><th>host</th><th>status</th><th class="n">exit</th>'
                      '<th class="n">found</th><th class="n">done</th><th class="n">failed</th><th class="n">pending</th>'
                      '<th class="n">audio h</th><th class="n">wall s</th><th>note</th></tr>')
         for run in runs:
             s = run.summary
             note = s.get("stopped") or s.get("error") or ""
             parts.append(
-                f'<tr><td class="t">{e(_short_time(run.started_at))}</td><td>{e(run.status)}</td>'
+                f'<tr><td class="t">{e(_short_time(run.started_at))}</td><td>{e(run.host or "")}</td><td>{e(run.status)}</td>'
                 f'<td class="n">{"" if run.exit_code is None else run.exit_code}</td>'
                 f'<td class="n">{s.get("found", "")}</td><td class="n">{s.get("done", "")}</td>'
                 f'<td class="n">{s.get("failed", "")}</td><td class="n">{s.get("pending", "")}</td>'

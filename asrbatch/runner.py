@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from asrbatch import housekeeping, output
+from asrbatch.claims import Claims, SoleClaims, claims_for
 from asrbatch.config import Config, ServerConfig
 from asrbatch.errors import OperatorError, ServerUnavailableError
-from asrbatch.ledger import FAILED, FINISHED_OUTCOMES, Ledger
-from asrbatch.lock import RunLock
+from asrbatch.ledger import FAILED, FINISHED_OUTCOMES, Ledger, open_existing_ledger, open_ledger
+from asrbatch.lock import run_lock
 from asrbatch.log import kv, printable
 from asrbatch.outcomes import PROCESSED, FileOutcome, Outcome, RunSummary, StopReason
 from asrbatch.paths import JobPaths
@@ -90,10 +91,10 @@ def run_batch(
     if options.dry_run:
         return _dry_run(config, options, paths, clock, started)
     paths.prepare()
-    with RunLock(paths.lock):
+    with run_lock(paths):
         if on_start is not None:
             on_start()
-        with Ledger.open(paths.ledger) as ledger:
+        with open_ledger(config, paths) as ledger:
             run = _Run(config, options, paths, ledger, recognizer_factory, progress, clock, StopControl(stop))
             return run.execute(started)
 
@@ -102,7 +103,7 @@ def _dry_run(config: Config, options: RunOptions, paths: JobPaths, clock: Callab
              started: float) -> RunSummary:
     """What a run would do, with the local checks (probe, transcripts in the way) that need no server."""
     assert paths.input_dir is not None and paths.output_dir is not None
-    ledger = Ledger.open(paths.ledger) if paths.ledger.exists() else None
+    ledger = open_existing_ledger(config, paths)
     try:
         scan = scan_directory(paths.input_dir, config.input, exclude=paths.excluded(config), report_ignored=True)
         decisions = decide(scan, ledger, force=options.force, max_runs=config.state.max_runs,
@@ -161,11 +162,14 @@ class _Run:
         self.recognizer: Recognizer | None = None
         self.server: ServerInfo | None = None
         self.run_id = 0
+        self.claims: Claims = SoleClaims()
 
     def execute(self, started: float) -> RunSummary:
         assert self.paths.input_dir is not None and self.paths.output_dir is not None
         self.run_id = self.ledger.begin_run(self.paths.input_dir)
-        shutil.rmtree(self.paths.tmp, ignore_errors=True)  # we hold the lock: leftovers are a dead run's
+        self.claims = claims_for(self.ledger, self.config, output_dir=self.paths.output_dir, run_id=self.run_id)
+        # Ours alone (the lock, or with a shared ledger a folder per worker): leftovers are a dead run's.
+        shutil.rmtree(self.paths.tmp, ignore_errors=True)
         summary: RunSummary | None = None
         error: BaseException | None = None
         final: RunSummary | None = None
@@ -191,6 +195,7 @@ class _Run:
             error = exc
             raise
         finally:
+            self.claims.close()
             shutil.rmtree(self.paths.tmp, ignore_errors=True)
             if self.recognizer is not None:
                 self.recognizer.close()
@@ -219,7 +224,7 @@ class _Run:
         capacity = self.recognizer.capacity if self.recognizer is not None else 1
         pipeline = Pipeline(self.config, self.paths, self.ledger, self.stop, run_id=self.run_id, bases=bases,
                             force=self.options.force, recognizer=self.recognizer, server=self.server,
-                            decoding=threading.BoundedSemaphore(os.cpu_count() or 1))
+                            decoding=threading.BoundedSemaphore(os.cpu_count() or 1), claims=self.claims)
         # Twice as many recordings in the works as recognitions in flight: the next ones are
         # prepared (and, where the protocol allows, uploaded) while the current ones are on the
         # server, so a slot that frees never waits for a decode.  Disk, not memory, holds them.
@@ -231,7 +236,11 @@ class _Run:
             queue = list(work)
             while queue or running:
                 while queue and len(running) < pool_size and not self._bounded_stop(deadline):
-                    running.add(pool.submit(pipeline.process, queue.pop(0)))
+                    taken = self.claims.take(queue.pop(0))  # shared ledger: another worker may hold it
+                    if isinstance(taken, FileOutcome):
+                        self._add(taken)
+                        continue
+                    running.add(pool.submit(pipeline.process, taken))
                 if self.stop.stopping and queue:
                     reason = self.stop.left_for_next_run()
                     for d in queue:
@@ -241,7 +250,9 @@ class _Run:
                     break
                 done, running = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
                 for future in done:
-                    self._add(future.result())
+                    outcome = future.result()
+                    self.claims.release(outcome.key)
+                    self._add(outcome)
         if self.stop.fatal is not None:
             raise self.stop.fatal
 
@@ -288,6 +299,8 @@ class _Run:
     def _clean_leftovers(self, decisions: list[Decision]) -> None:
         """Temporary files of a killed run's transcripts; never fails the run."""
         assert self.paths.output_dir is not None
+        if self.claims.shared:
+            return  # other workers may be writing them right now: a claim cleans up (asrbatch.claims)
         for d in decisions:
             if d.entry is not None and not d.entry.finished and d.entry.output_hashes:
                 removed = output.remove_leftovers(self.paths.output_dir, d.entry.output_hashes)
@@ -332,7 +345,7 @@ class _Run:
             done=counts.get(Outcome.DONE, 0),
             empty=counts.get(Outcome.EMPTY, 0),
             failed=counts.get(Outcome.FAILED, 0),
-            skipped=sum(d.action == Action.SKIP for d in decisions) + skipped_files,
+            skipped=sum(d.action == Action.SKIP for d in decisions) + skipped_files + counts.get(Outcome.SKIPPED, 0),
             reused=counts.get(Outcome.REUSED, 0),
             pending=counts.get(Outcome.PENDING, 0),
             audio_seconds=audio_seconds,

@@ -439,10 +439,10 @@ def build_archive(size: int) -> Path:
 
 def fill_ledger(archive: Path, out: Path) -> None:
     """A ledger in which every recording of *archive* is done, as after a year of hourly runs."""
-    from asrbatch.ledger import Ledger
+    from asrbatch.ledger import SqliteLedger
 
     state = out / ".asrbatch"
-    with Ledger.open(state / "ledger.sqlite3"):
+    with SqliteLedger.open(state / "ledger.sqlite3"):
         pass  # creates the schema through the migrations
     now = "2024-01-01T00:00:00+00:00"
     rows: list[tuple[Any, ...]] = []

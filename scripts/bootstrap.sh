@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up everything asrbatch needs on a fresh Debian/Ubuntu machine, idempotently:
-# system packages (ffmpeg; festival voices and chromium for the tests) and a virtual
+# system packages (ffmpeg; festival voices, chromium and PostgreSQL for the tests) and a virtual
 # environment in .venv with asrbatch, its reference server and the dev tools.
 #
 #   scripts/bootstrap.sh          # runtime + reference server
@@ -31,6 +31,9 @@ if (( with_test )); then
     command -v tmux >/dev/null || need_pkgs+=(tmux)
     command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
     [[ -x /usr/sbin/logrotate ]] || command -v logrotate >/dev/null || need_pkgs+=(logrotate)
+    # The shared-ledger tests start a throwaway PostgreSQL cluster (initdb, pg_ctl) of their own.
+    compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null \
+        || need_pkgs+=(postgresql)
 fi
 if ! "$python" -c 'import venv, ensurepip' >/dev/null 2>&1; then
     need_pkgs+=(python3-venv)

@@ -2,7 +2,7 @@ import sqlite3
 
 import pytest
 
-from asrbatch.ledger import MIGRATIONS, ChunkResult, Identity, Ledger, LedgerError
+from asrbatch.ledger import MIGRATIONS, ChunkResult, Identity, LedgerError, SqliteLedger
 
 pytestmark = pytest.mark.unit
 
@@ -16,25 +16,25 @@ def success(ledger, key, sha="h1", text="hello", outcome="done", run_id=None):
 
 def test_migrations_applied_once_and_recorded(tmp_path):
     path = tmp_path / "l.sqlite3"
-    with Ledger.open(path) as ledger:
+    with SqliteLedger.open(path) as ledger:
         assert ledger.migrations() == [name for name, _ in MIGRATIONS]
-    with Ledger.open(path) as ledger:
+    with SqliteLedger.open(path) as ledger:
         assert ledger.migrate() == []
 
 
 def test_newer_ledger_is_refused(tmp_path):
     path = tmp_path / "l.sqlite3"
-    Ledger.open(path).close()
+    SqliteLedger.open(path).close()
     db = sqlite3.connect(path)
     db.execute("INSERT INTO migrations VALUES ('999_future', 'x')")
     db.commit()
     db.close()
     with pytest.raises(LedgerError, match="newer asrbatch"):
-        Ledger.open(path)
+        SqliteLedger.open(path)
 
 
 def test_success_failure_and_counts(tmp_path):
-    with Ledger.open(tmp_path / "l.sqlite3") as ledger:
+    with SqliteLedger.open(tmp_path / "l.sqlite3") as ledger:
         run = ledger.begin_run(tmp_path)
         success(ledger, "a.wav", run_id=run)
         success(ledger, "b.wav", sha="h2", text="", outcome="empty", run_id=run)
@@ -56,7 +56,7 @@ def test_success_failure_and_counts(tmp_path):
 
 
 def test_retry_and_forget_with_folder_prefix(tmp_path):
-    with Ledger.open(tmp_path / "l.sqlite3") as ledger:
+    with SqliteLedger.open(tmp_path / "l.sqlite3") as ledger:
         for key in ("x/1.wav", "x/2.wav", "x_y/3.wav"):
             ledger.record_failure(Identity(key, 1, 1, None), error="e", permanent=False, attempts=1,
                                   audio_seconds=None, run_id=None)
@@ -69,7 +69,7 @@ def test_retry_and_forget_with_folder_prefix(tmp_path):
 
 
 def test_chunks_saved_and_cleared_on_success(tmp_path):
-    with Ledger.open(tmp_path / "l.sqlite3") as ledger:
+    with SqliteLedger.open(tmp_path / "l.sqlite3") as ledger:
         ledger.record_pending(Identity("a.wav", 1, 1, "h"), changed=True)
         ledger.save_chunk("a.wav", "h", "plan", ChunkResult(-1, 0, 0.0, 50.0, "one", 1.0, 1))
         assert list(ledger.load_chunks("a.wav", "h", "plan")) == [(-1, 0)]
@@ -79,7 +79,7 @@ def test_chunks_saved_and_cleared_on_success(tmp_path):
 
 
 def test_interrupted_runs_are_marked(tmp_path):
-    with Ledger.open(tmp_path / "l.sqlite3") as ledger:
+    with SqliteLedger.open(tmp_path / "l.sqlite3") as ledger:
         first = ledger.begin_run(tmp_path)
         ledger.begin_run(tmp_path)
         assert {r.id: r.status for r in ledger.runs()}[first] == "interrupted"

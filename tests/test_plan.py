@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from asrbatch.config import InputConfig
-from asrbatch.ledger import Identity, Ledger
+from asrbatch.ledger import Identity, Ledger, SqliteLedger
 from asrbatch.plan import Action, decide
 from asrbatch.scan import scan_directory
 
@@ -54,7 +54,7 @@ def finish(ledger: Ledger, root: Path, out: Path, key: str, *, result: bool = Tr
 def test_new_recordings_are_sent_and_same_content_reuses(tmp_path: Path) -> None:
     root, out = tmp_path / "in", tmp_path / "out"
     put(root, "a.wav", b"one")
-    with Ledger.open(tmp_path / "l.sqlite3") as ledger:
+    with SqliteLedger(tmp_path / "l.sqlite3") as ledger:
         assert plan(root, ledger, out) == {"a.wav": ("send", "new")}
         finish(ledger, root, out, "a.wav")
         put(root, "copy of a.wav", b"one")
@@ -66,7 +66,7 @@ def test_new_recordings_are_sent_and_same_content_reuses(tmp_path: Path) -> None
 def test_unchanged_finished_recordings_are_not_even_hashed(tmp_path: Path) -> None:
     root, out = tmp_path / "in", tmp_path / "out"
     put(root, "a.wav", b"one")
-    with Ledger.open(tmp_path / "l.sqlite3") as ledger:
+    with SqliteLedger(tmp_path / "l.sqlite3") as ledger:
         finish(ledger, root, out, "a.wav")
         hashed: list[str] = []
         assert plan(root, ledger, out, hashed=hashed) == {"a.wav": ("skip", "done, unchanged")}
@@ -76,7 +76,7 @@ def test_unchanged_finished_recordings_are_not_even_hashed(tmp_path: Path) -> No
 def test_a_touched_recording_is_hashed_once_then_its_new_stat_is_remembered(tmp_path: Path) -> None:
     root, out = tmp_path / "in", tmp_path / "out"
     path = put(root, "a.wav", b"one")
-    with Ledger.open(tmp_path / "l.sqlite3") as ledger:
+    with SqliteLedger(tmp_path / "l.sqlite3") as ledger:
         finish(ledger, root, out, "a.wav")
         os.utime(path, (OLD + 60, OLD + 60))
         scan = scan_directory(root, InputConfig(min_age=0))
@@ -91,7 +91,7 @@ def test_a_touched_recording_is_hashed_once_then_its_new_stat_is_remembered(tmp_
 def test_changed_content_is_sent_again(tmp_path: Path) -> None:
     root, out = tmp_path / "in", tmp_path / "out"
     put(root, "a.wav", b"one")
-    with Ledger.open(tmp_path / "l.sqlite3") as ledger:
+    with SqliteLedger(tmp_path / "l.sqlite3") as ledger:
         finish(ledger, root, out, "a.wav")
         put(root, "a.wav", b"two!")
         assert plan(root, ledger, out)["a.wav"] == ("send", "content changed since last run")
@@ -101,7 +101,7 @@ def test_missing_transcripts_are_rewritten_from_the_ledger_or_sent_when_it_has_n
     root, out = tmp_path / "in", tmp_path / "out"
     put(root, "kept.wav", b"one")
     put(root, "rebuilt.wav", b"two")
-    with Ledger.open(tmp_path / "l.sqlite3") as ledger:
+    with SqliteLedger(tmp_path / "l.sqlite3") as ledger:
         finish(ledger, root, out, "kept.wav")
         finish(ledger, root, out, "rebuilt.wav", result=False)  # a record rebuilt from the journal
         for txt in out.glob("*.txt"):
@@ -117,7 +117,7 @@ def test_failures_are_retried_up_to_max_runs_unless_permanent(tmp_path: Path) ->
     root, out = tmp_path / "in", tmp_path / "out"
     for key in ("flaky.wav", "broken.wav"):
         put(root, key, key.encode())
-    with Ledger.open(tmp_path / "l.sqlite3") as ledger:
+    with SqliteLedger(tmp_path / "l.sqlite3") as ledger:
         for key, permanent in (("flaky.wav", False), ("broken.wav", True)):
             st = (root / key).stat()
             identity = Identity(key, st.st_size, st.st_mtime_ns, hashlib.sha256(key.encode()).hexdigest())

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from asrbatch.cli import main
-from asrbatch.ledger import Identity, Ledger
+from asrbatch.ledger import Identity, SqliteLedger
 from asrbatch.report import build_status, write_html_report
 from tests.support import speech
 from tests.support.jobs import cli, ledger_rows, place
@@ -95,7 +95,7 @@ def test_status_per_day_and_json(history: Path, capsys: pytest.CaptureFixture[st
 
 
 def test_status_day_window_counts_calendar_days(tmp_path: Path) -> None:
-    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+    with SqliteLedger.open(tmp_path / "ledger.sqlite3") as ledger:
         run_id = ledger.begin_run(tmp_path)
         ledger.record_failure(Identity("x.wav", 1, 1, None), error="cannot decode audio", permanent=True,
                               attempts=0, audio_seconds=None, run_id=run_id)
@@ -201,7 +201,7 @@ def test_html_report_renders_in_chromium_with_the_right_totals(history: Path, tm
 
 
 def test_html_report_of_an_empty_ledger(tmp_path: Path) -> None:
-    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+    with SqliteLedger.open(tmp_path / "ledger.sqlite3") as ledger:
         page = write_html_report(ledger, tmp_path / "r" / "report.html", days=3)
     source = page.read_text(encoding="utf-8")
     assert 'id="total-recordings">0<' in source and "No runs yet." in source and "Nothing processed" in source
