@@ -166,6 +166,13 @@ class AudioConfig:
     min_silence: float = _doc("Shortest pause, in seconds, where a chunk may end.", default=0.3)
     silence_threshold: float = _doc("Level in dBFS below which audio counts as silence.", default=-40.0)
     overlap: float = _doc("Seconds of overlap when a chunk must be cut where there is no pause.", default=1.0)
+    codec: Literal["opus", "flac", "wav", "original"] = _doc(
+        "How each chunk travels: opus (Ogg Opus at bitrate), flac, wav (16-bit PCM), or original (the "
+        "recording's own bytes when it is sent whole, else wav). A server that refuses it gets the next "
+        "one that it takes (opus, flac, wav, original).",
+        default="opus",
+    )
+    bitrate: int = _doc("Opus bitrate in kbit/s (6-256).", default=32)
 
 
 @dataclass(frozen=True)
@@ -549,6 +556,8 @@ def _cross_checks(config: Config) -> list[str]:
         problems.append("audio.min_silence: must be > 0")
     if a.silence_threshold >= 0:
         problems.append("audio.silence_threshold: must be below 0 dBFS")
+    if not 6 <= a.bitrate <= 256:
+        problems.append("audio.bitrate: must be between 6 and 256 (kbit/s)")
     for url in s.urls:
         if not url.startswith(SERVER_SCHEMES):
             problems.append(f"server.urls: {url!r} must start with http://, https://, ws:// or wss://")

@@ -7,7 +7,8 @@ One module per concern: :mod:`.base` (the Recognizer protocol, ServerInfo, the r
 rule), :mod:`.session` (timeouts, TLS, login, classification of failures), :mod:`.detect`
 (reading a Gradio ``/config``), :mod:`.legacy` (Gradio 3.x), :mod:`.queued` (Gradio 4.x and
 later), :mod:`.client` (the Gradio client), :mod:`.retry` (the retry policy), :mod:`.health`
-(telling a dead server from a bad file), :mod:`.payload` (request bodies), :mod:`.pool`
+(telling a dead server from a bad file), :mod:`.codecs` (which codec each server takes),
+:mod:`.payload` (request bodies), :mod:`.pool`
 (several servers sharing the work).  requests and tenacity are used here and nowhere else in
 asrbatch.
 """
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from asrbatch.config import ServerConfig
 from asrbatch.transport.base import Recognition, Recognizer, ServerInfo, request_limit
 from asrbatch.transport.client import Client
+from asrbatch.transport.codecs import AudioRecognizer, AudioSource, CodecLadder, send_audio
 from asrbatch.transport.detect import LEGACY, SSE, SSE_PREFIXED
 from asrbatch.transport.health import HealthGuard
 from asrbatch.transport.ping import PingResult, ping
@@ -41,14 +43,16 @@ def connect_one(
     *,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
-) -> Recognizer:
-    """One server's client, guarded by health checks before a file is blamed."""
-    return HealthGuard(
+) -> AudioRecognizer:
+    """One server's client, guarded by health checks before a file is blamed, sending each chunk in
+    the codec that server takes (:class:`CodecLadder`)."""
+    guarded = HealthGuard(
         client_for(settings, sleep=sleep, clock=clock),
         settings,
         lambda check: client_for(check, sleep=sleep, clock=clock),
         clock=clock,
     )
+    return CodecLadder(guarded, settings.url)
 
 
 def connect(
@@ -56,13 +60,13 @@ def connect(
     *,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
-) -> Recognizer:
+) -> AudioRecognizer:
     """The Recognizer for *settings*: a pool over ``server.urls``, else the one server at ``server.url``."""
     if settings.urls:
         return ServerPool(settings, sleep=sleep, clock=clock)
     return connect_one(settings, sleep=sleep, clock=clock)
 
 
-__all__ = ["LEGACY", "SSE", "SSE_PREFIXED", "Client", "HealthGuard", "PingResult", "Recognition", "Recognizer",
+__all__ = ["LEGACY", "SSE", "SSE_PREFIXED", "AudioRecognizer", "AudioSource", "Client", "CodecLadder", "HealthGuard", "PingResult", "Recognition", "Recognizer",
            "ServerInfo", "ServerPool", "ServerState", "client_for", "connect", "connect_one", "ping",
-           "request_limit"]
+           "request_limit", "send_audio"]

@@ -1,9 +1,10 @@
 """The Gradio client: probe the app once, then transcribe files through the generation it runs.
 
 Gradio 3.x is called by ``fn_index`` on ``/api/predict/`` (:mod:`.legacy`); 4.x and later
-upload first and call through the queue (:mod:`.queued`).  The upload happens outside the
-recognition slot, so with several requests in flight the next file travels while the server
-recognises the current one, and never more than :attr:`Client.capacity` recognitions run.
+through the queue (:mod:`.queued`).  Every generation uploads first, outside the recognition
+slot (3.x servers without ``/upload`` take a data URL inside it), so with several requests in
+flight the next file travels while the server recognises the current one, and never more than
+:attr:`Client.capacity` recognitions run.
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ class Client:
         self._lock = threading.Lock()
         self._probe: _Probe | None = None
         self._slots: threading.BoundedSemaphore | None = None
+        self._legacy_upload = True
+        """Gradio 3.x: send through ``POST /upload`` (False once the server turned out to have none)."""
 
     def __repr__(self) -> str:
         return f"Client(url={self.settings.url!r}, user={self.settings.username!r})"
@@ -277,8 +280,19 @@ class Client:
     def _send(self, probed: _Probe, path: Path, *, name: str, mime: str, hotwords: str,
               timeouts: Timeouts, proceed: Callable[[], bool] | None) -> list[Any]:
         if probed.app.protocol == detect.LEGACY:
+            # Uploaded first where the server can take it: the upload then needs no recognition slot.
+            server_path = None
+            if self._legacy_upload:
+                server_path = legacy.upload(self._session, self.settings, path, name=name, mime=mime,
+                                            timeouts=timeouts)
+                if server_path is None:
+                    self._legacy_upload = False
+                    log.info(kv("no_upload_route", url=self.settings.url, sent_as="data URL"))
             with self._slot():
                 go_ahead(proceed)
+                if server_path is not None:
+                    return legacy.predict_uploaded(self._session, self.settings, probed.function, server_path,
+                                                   name=name, hotwords=hotwords, timeouts=timeouts)
                 return legacy.predict(self._session, self.settings, probed.function, path, name=name, mime=mime,
                                       hotwords=hotwords, timeouts=timeouts)
         # The upload needs no recognition slot: it travels while other files are recognised.
