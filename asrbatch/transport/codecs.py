@@ -9,7 +9,8 @@ refuses the payload, it tries the next codec at once, before anything is blamed:
   message :class:`~asrbatch.errors.InputRejectedError` carries that is not about size) ->
   the next codec in the source's order (``opus -> flac -> wav -> original``);
 - a refusal about size (HTTP 413, "too large", larger than the ``max_file_size`` the server
-  announces, checked before anything is sent) -> the largest codec estimated to be smaller.
+  announces, checked before anything is sent) -> the largest of ``wav``, ``flac``, ``opus``
+  estimated to be smaller (lossless before lossy).
 
 Only a codec that then works is remembered for that server, for the rest of the run, with the
 format refusals it took to find it: a chunk every codec fails on says nothing about the
@@ -23,6 +24,7 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import Protocol, runtime_checkable
 
 from asrbatch.errors import InputRejectedError
@@ -146,6 +148,13 @@ class CodecLadder:
     def close(self) -> None:
         self.inner.close()
 
+    def __enter__(self) -> CodecLadder:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
     @property
     def codec(self) -> str | None:
         """The codec this server was found to take after refusing another (None: none refused)."""
@@ -219,7 +228,9 @@ class CodecLadder:
     def _next(audio: AudioSource, candidates: list[str], codec: str, kind: str, size: int,
               tried: set[str]) -> str | None:
         if kind == "size":
-            smaller = [c for c in candidates if c not in tried and audio.estimated_size(c) < size]
+            # The recording's own bytes are a way around a decoder, not a way to save bytes.
+            smaller = [c for c in candidates
+                       if c not in tried and c != "original" and audio.estimated_size(c) < size]
             return max(smaller, key=audio.estimated_size, default=None)
         index = candidates.index(codec) if codec in candidates else -1
         for following in candidates[index + 1:] + candidates[:max(index, 0)]:
