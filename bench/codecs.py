@@ -33,10 +33,12 @@ from asrbatch.config import AudioConfig  # noqa: E402
 from tests.support import speech  # noqa: E402
 from tests.support.wer import wer  # noqa: E402
 
-VARIANTS: tuple[tuple[str, int], ...] = (
-    ("wav", 0), ("flac", 0), ("opus", 12), ("opus", 16), ("opus", 24), ("opus", 32), ("opus", 48),
+VARIANTS: tuple[tuple[str, int, int], ...] = (
+    ("wav", 0, 0), ("flac", 0, 0), ("opus", 12, 0), ("opus", 16, 0), ("opus", 24, 0), ("opus", 32, 0),
+    ("opus", 48, 0), ("opus", 24, 10), ("opus", 32, 10),
 )
-DEFAULT = ("opus", AudioConfig().bitrate)
+"""(codec, Opus kbit/s, Opus encoder complexity)."""
+DEFAULT = ("opus", AudioConfig().bitrate, audio.OPUS_COMPLEXITY)
 CHUNK_SECONDS = 60.0
 """Length of the chunk whose encoding is timed (audio.max_chunk's default)."""
 NOISE_DB = 20.0
@@ -47,6 +49,7 @@ NOISE_DB = 20.0
 class Row:
     codec: str
     bitrate: int
+    complexity: int
     seconds: float = 0.0
     size: int = 0
     errors: float = 0.0
@@ -57,7 +60,7 @@ class Row:
 
     @property
     def label(self) -> str:
-        return f"{self.codec} {self.bitrate} kbit/s" if self.bitrate else self.codec
+        return f"{self.codec} {self.bitrate} kbit/s, complexity {self.complexity}" if self.bitrate else self.codec
 
     @property
     def mb_per_hour(self) -> float:
@@ -102,6 +105,7 @@ def encoding_cpu(rows: list[Row], sentences: Sequence[str], workdir: Path) -> No
             best = float("inf")
             for _ in range(3):
                 with audio.ChunkAudio(prepared, prepared.chunks[0], settings) as source_audio:
+                    source_audio.complexity = row.complexity
                     before = children_cpu()
                     source_audio.encode(row.codec)
                     best = min(best, children_cpu() - before)
@@ -109,7 +113,7 @@ def encoding_cpu(rows: list[Row], sentences: Sequence[str], workdir: Path) -> No
 
 
 def measure(sentences: Sequence[str], workdir: Path) -> list[Row]:
-    rows = [Row(codec, bitrate) for codec, bitrate in VARIANTS]
+    rows = [Row(*variant) for variant in VARIANTS]
     for number, sentence in enumerate(sentences):
         source = speech.synthesize(sentence, fmt="mp3", rate=44100, channels=2)
         for noise in (False, True):
@@ -121,8 +125,10 @@ def measure(sentences: Sequence[str], workdir: Path) -> list[Row]:
                 with audio.prepare(recording, info, settings, workdir / f"work-{number}") as prepared:
                     chunk = prepared.chunks[0]
                     with audio.ChunkAudio(prepared, chunk, settings) as source_audio:
+                        source_audio.complexity = row.complexity
                         encoded = source_audio.encode(row.codec)
-                        kept = workdir / f"{row.codec}-{row.bitrate}-{number}-{int(noise)}{encoded.path.suffix}"
+                        kept = workdir / (f"{row.codec}-{row.bitrate}-{row.complexity}-{number}-{int(noise)}"
+                                          f"{encoded.path.suffix}")
                         shutil.copyfile(encoded.path, kept)
                 heard = speech.recognise(kept, cache_dir=sphinx_cache())
                 words = len(sentence.split())
@@ -147,7 +153,7 @@ def render(rows: list[Row], sentences: int, elapsed: float) -> str:
         "|---|---|---|---|---|---|",
     ]
     for row in rows:
-        default = " (default)" if (row.codec, row.bitrate) == DEFAULT else ""
+        default = " (default)" if (row.codec, row.bitrate, row.complexity) == DEFAULT else ""
         cpu = f"{row.encode_cpu:.1f} s" if row.codec in ("opus", "flac") else "-"
         lines.append(f"| {row.label}{default} | {row.mb_per_hour:.1f} | {row.size / wav.size:.3f} | "
                      f"{row.errors / row.words:.3f} | {row.noisy_errors / row.noisy_words:.3f} | {cpu} |")
@@ -163,7 +169,8 @@ The corpus is the {sentences} sentences of `tests/support/speech.py` spoken by f
 as recorders make), each clean and with pink noise {NOISE_DB:.0f} dB below the speech; each goes through
 `asrbatch.audio.prepare` (16 kHz mono 16-bit WAV) and `asrbatch.audio.ChunkAudio` (the codec), then through
 PocketSphinx after an ffmpeg decode to 16 kHz, as the reference server's sphinx engine hears it.  WER is
-word errors over reference words, all sentences together.  Bytes are the encoded files (Ogg
+word errors over reference words, all sentences together.  Opus runs at encoder complexity 0
+(asrbatch's setting, `asrbatch.audio.OPUS_COMPLEXITY`) and, for comparison, 10 (libopus's default).  Bytes are the encoded files (Ogg
 Opus with its container, FLAC, WAV with its header), per hour of audio; on the wire the HTTP
 request adds a few hundred bytes per request (multipart headers).  Encoding CPU is ffmpeg's (user +
 system) for one {CHUNK_SECONDS:.0f} s chunk of that speech (best of three, process start included),

@@ -14,6 +14,11 @@ What it measures (see bench/RESULTS.md for the figures and how to read them):
 4. an hourly run with nothing to do over an archive of 100,000 finished recordings;
 5. end-to-end speed against real time with the sphinx engine on samples/.
 
+Over a shaped link (a network namespace, 20 and 100 Mbit/s: wall time, server utilisation, bytes per
+audio hour and WER, asrbatch and the seed side by side) is bench/network.py (root); which codec
+chunks travel in (bytes, WER, encoding CPU) is bench/codecs.py.  Each writes its own section of
+bench/RESULTS.md, which this script keeps.
+
 Servers are the project's reference server on Gradio 6.31 (tests/support/servers.py builds its
 virtual environment under .cache/test-envs on first use), on 127.0.0.1.  Items 1-3 use the simulate
 engine: it sleeps SECONDS_PER_AUDIO_SECOND per second of audio and the server counts the time its
