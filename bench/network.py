@@ -93,6 +93,7 @@ class Corpus:
     references: dict[str, str]
     """Text of each recording, by its path relative to the folder."""
     audio_seconds: float
+    long_minutes: float
 
     @property
     def files(self) -> int:
@@ -117,7 +118,7 @@ def build_corpus(short_count: int, long_minutes: float) -> Corpus:
     marker = folder / ".corpus.json"
     if marker.exists() and json.loads(marker.read_text())["spec"] == json.loads(json.dumps(spec)):
         recorded = json.loads(marker.read_text())
-        return Corpus(folder / "recordings", recorded["references"], recorded["audio_seconds"])
+        return Corpus(folder / "recordings", recorded["references"], recorded["audio_seconds"], long_minutes)
     log(f"building the corpus ({short_count} short recordings, {long_minutes:g} minutes long)")
     shutil.rmtree(folder, ignore_errors=True)
     recordings = folder / "recordings"
@@ -154,7 +155,7 @@ def build_corpus(short_count: int, long_minutes: float) -> Corpus:
     references[key] = " ".join(spoken)
     audio_seconds = sum(speech.duration(recordings / k) for k in references)
     marker.write_text(json.dumps({"spec": spec, "references": references, "audio_seconds": audio_seconds}))
-    return Corpus(recordings, references, audio_seconds)
+    return Corpus(recordings, references, audio_seconds, long_minutes)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -266,6 +267,11 @@ class ClientRun:
         return self.bytes_sent / 1e6 / (self.audio_seconds / 3600)
 
 
+def slug(label: str) -> str:
+    """*label* as a file name."""
+    return re.sub(r"[^\w.]+", "-", label)
+
+
 def system_info(server: ServerProcess) -> dict[str, str]:
     response = requests.post(server.url + "/api/predict/", json={"data": [], "fn_index": 3}, timeout=60)
     response.raise_for_status()
@@ -275,7 +281,7 @@ def system_info(server: ServerProcess) -> dict[str, str]:
 
 def run_client(label: str, kind: str, target: str, arguments: Sequence[str], server: ServerProcess,
                corpus: Corpus, slots: int, workdir: Path) -> ClientRun:
-    name = label.replace(" ", "-")
+    name = slug(label)
     report = workdir / f"{name}.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASRBATCH_") or k == "ASRBATCH_TEST_CACHE"}
     before = system_info(server)
@@ -297,7 +303,7 @@ def run_client(label: str, kind: str, target: str, arguments: Sequence[str], ser
 
 
 def asrbatch_client(corpus: Corpus, server: ServerProcess, slots: int, workdir: Path, label: str) -> ClientRun:
-    out = workdir / f"out-{label.replace(' ', '-')}"
+    out = workdir / f"out-{slug(label)}"
     run = run_client(label, "module", "asrbatch", ["run", str(corpus.folder), "-o", str(out), "--min-age", "0",
                                                    "--url", server.url, "--workers", str(slots), "-v"],
                      server, corpus, slots, workdir)
@@ -306,7 +312,7 @@ def asrbatch_client(corpus: Corpus, server: ServerProcess, slots: int, workdir: 
 
 
 def seed_client(corpus: Corpus, server: ServerProcess, slots: int, workdir: Path, label: str) -> ClientRun:
-    out = workdir / f"out-{label.replace(' ', '-')}"
+    out = workdir / f"out-{slug(label)}"
     run = run_client(label, "path", str(REPO / "bench" / "baseline_seed.py"),
                      [str(corpus.folder), str(out), "--url", server.url], server, corpus, slots, workdir)
     run.extra["out"] = str(out)
@@ -419,6 +425,7 @@ def render(cases: list[dict[str, Any]], wer_case: dict[str, Any], corpus: Corpus
                       f"{run.utilisation:.3f} | {run.requests} | {run.peak_in_progress} | "
                       f"{run.bytes_sent / 1e6:.2f} | {run.mb_per_audio_hour:.1f} |")
     short = corpus.files - 1
+    long_minutes = corpus.long_minutes
     return f"""<!-- bench/network.py -->
 # Over a shaped link: asrbatch and the seed baseline{' (quick mode: small corpus)' if quick else ''}
 
@@ -429,7 +436,7 @@ by client and server; load average at the end {os.getloadavg()[0]:.2f}).  Refere
 
 Corpus: {short} short recordings ({', '.join(sorted({f'{e}' for e, _ in SHORT_FORMATS}))}: 44.1 kHz stereo MP3 and AAC at
 128 kbit/s, 44.1 kHz stereo and 16 kHz mono WAV, 44.1 kHz stereo FLAC, 48 kHz Vorbis, Opus at 48 kbit/s, 48 kHz mono
-AAC) of 3-5 sentences each, and one {LONG_MINUTES:g}-minute 128 kbit/s MP3; {corpus.audio_seconds / 60:.1f} minutes
+AAC) of 3-5 sentences each, and one {long_minutes:g}-minute 128 kbit/s MP3; {corpus.audio_seconds / 60:.1f} minutes
 of festival speech in all, whose text is known.
 
 {chr(10).join(detail)}
