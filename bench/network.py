@@ -385,16 +385,23 @@ def case(mbit: int, slots: int, engine: str, options: argparse.Namespace, label:
     return data
 
 
+def detail_row(run: ClientRun, link_mbit: float) -> str:
+    idle = (run.wall * run.slots - run.busy) / run.requests if run.requests else 0.0
+    return (f"| {run.label} | {link_mbit:.1f} Mbit/s | {run.wall:.1f} | {run.busy:.1f} | {run.utilisation:.3f} | "
+            f"{run.requests} | {idle:.2f} | {run.peak_in_progress} | {run.bytes_sent / 1e6:.2f} | "
+            f"{run.mb_per_audio_hour:.1f} |")
+
+
 def mark(ok: bool) -> str:
     return "yes" if ok else "**no**"
 
 
 def render(cases: list[dict[str, Any]], wer_case: dict[str, Any], corpus: Corpus, elapsed: float,
-           quick: bool) -> str:
+           quick: bool, load_start: float) -> str:
     rows = ["| link, server slots | measurement | asrbatch | seed baseline | asrbatch / seed | target | met |",
             "|---|---|---|---|---|---|---|"]
-    detail = ["| run | link measured | wall s | server busy s | utilisation | requests | peak in progress | "
-              "MB sent | MB per audio hour |", "|---|---|---|---|---|---|---|---|---|"]
+    detail = ["| run | link measured | wall s | server busy s | utilisation | requests | idle slot s per request | "
+              "peak in progress | MB sent | MB per audio hour |", "|---|---|---|---|---|---|---|---|---|---|"]
     for data in cases:
         ours, seed = data["runs"]
         where = f"{data['mbit']} Mbit/s, {data['slots']} slot{'s' if data['slots'] > 1 else ''}"
@@ -412,25 +419,22 @@ def render(cases: list[dict[str, Any]], wer_case: dict[str, Any], corpus: Corpus
             rows.append(f"| {where} | wall time | {ours.wall:.1f} s | {seed.wall:.1f} s | "
                         f"{ours.wall / seed.wall:.2f} | - | - |")
         for run in (ours, seed):
-            detail.append(f"| {run.label} | {data['link_mbit']:.1f} Mbit/s | {run.wall:.1f} | {run.busy:.1f} | "
-                          f"{run.utilisation:.3f} | {run.requests} | {run.peak_in_progress} | "
-                          f"{run.bytes_sent / 1e6:.2f} | {run.mb_per_audio_hour:.1f} |")
+            detail.append(detail_row(run, data["link_mbit"]))
     ours, seed = wer_case["runs"]
     assert ours.wer is not None and seed.wer is not None
     rows.append(f"| {wer_case['mbit']} Mbit/s, sphinx engine | word error rate | {ours.wer:.3f} | {seed.wer:.3f} | "
                 f"{ours.wer - seed.wer:+.3f} | no higher than the seed's + {TARGETS['wer_increase']} | "
                 f"{mark(ours.wer <= seed.wer + TARGETS['wer_increase'])} |")
     for run in (ours, seed):
-        detail.append(f"| {run.label} | {wer_case['link_mbit']:.1f} Mbit/s | {run.wall:.1f} | {run.busy:.1f} | "
-                      f"{run.utilisation:.3f} | {run.requests} | {run.peak_in_progress} | "
-                      f"{run.bytes_sent / 1e6:.2f} | {run.mb_per_audio_hour:.1f} |")
+        detail.append(detail_row(run, wer_case["link_mbit"]))
     short = corpus.files - 1
     long_minutes = corpus.long_minutes
     return f"""<!-- bench/network.py -->
 # Over a shaped link: asrbatch and the seed baseline{' (quick mode: small corpus)' if quick else ''}
 
 Measured {time.strftime('%Y-%m-%d')} by `bench/network.py` in {elapsed / 60:.1f} minutes ({os.cpu_count()} cores shared
-by client and server; load average at the end {os.getloadavg()[0]:.2f}).  Reference server on Gradio {GRADIO}.
+by client and server, and with whatever else ran: load average (1 min) {load_start:.2f} at the start, {os.getloadavg()[0]:.2f}
+at the end).  Reference server on Gradio {GRADIO}.
 
 {chr(10).join(rows)}
 
@@ -454,7 +458,15 @@ How to read it:
   The seed sends each file as it is, base64-inflated (4/3) in the call; asrbatch sends Ogg Opus at
   32 kbit/s through `POST /upload`, outside the recognition slot.
 - "peak in progress" is the reference server's most requests inside its recognition function at once: it
-  never exceeds the slots.
+  never exceeds the slots.  "idle slot s per request" is (wall x slots - busy) / requests: the slot time
+  each request cost beyond its recognition.
+- Where the idle time goes with one slot: uploads travel outside the slot, but what the server does per
+  request before its engine starts happens inside it, and cannot overlap the previous recognition without
+  a second request in the recognition function (more than its slots).  On Gradio 3 that is the
+  `/api/predict/` call itself, Gradio decoding the upload (pydub and ffmpeg; a WAV of 16 kHz is read
+  without ffmpeg) and writing it out again, and the reference server resampling what is not 16 kHz mono
+  (Opus decodes at 48 kHz) with ffmpeg.  asrbatch also sends more requests than the seed (the lecture
+  in chunks).  Each such step costs far more on a loaded machine; with four slots it overlaps.
 - WER: PocketSphinx (the sphinx engine, two slots) over the same corpus, transcripts against the text they
   were spoken from, all words together; the seed sends the original files, asrbatch Opus chunks of the
   decoded 16 kHz audio (the long lecture in chunks cut at pauses).
@@ -492,10 +504,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.quick:
         options.short, options.long_minutes = 6, 1.5
     started = time.monotonic()
+    load_start = os.getloadavg()[0]
     corpus = build_corpus(options.short, options.long_minutes)
     cases = [case(mbit, slots, "simulate", options, f"{mbit} Mbit/s c{slots}") for mbit, slots in CASES]
     wer_case = case(*WER_CASE, "sphinx", options, f"{WER_CASE[0]} Mbit/s sphinx")
-    section = render(cases, wer_case, corpus, time.monotonic() - started, options.quick)
+    section = render(cases, wer_case, corpus, time.monotonic() - started, options.quick, load_start)
     print(section)
     if not options.quick:
         replace_section(options.output, section)

@@ -182,6 +182,25 @@ def test_an_announced_upload_limit_is_respected_without_sending_what_exceeds_it(
     assert wer(f"{FIRST} {SECOND}", recognition.text) <= WER_BOUND
 
 
+@pytest.mark.parametrize("gradio_server", ["3.50.2"], indirect=True)
+def test_a_gradio_3_server_without_upload_gets_data_urls(
+    gradio_server: ServerProcess, recording: Path, tmp_path: Path, settings_for: Callable[..., ServerConfig],
+) -> None:
+    # 3.x releases before /upload answer it 404, as FastAPI does for any missing route; 3.50 has it.
+    with FaultProxy(gradio_server.url) as proxy:
+        proxy.add("POST", r"/upload$", respond(404, '{"detail": "Not Found"}', "application/json"), times=None)
+        with ladder(settings_for(proxy.url)) as recognizer:
+            for name in ("a", "b"):
+                with chunk_audio(recording, tmp_path / name) as source:
+                    opus_bytes = source.encode("opus").size
+                    recognition = send_audio(recognizer, source)
+                assert wer(f"{FIRST} {SECOND}", recognition.text) <= WER_BOUND
+            assert recognizer.codec == "opus"
+        predicts = [hit.size for hit in proxy.hits if re.search(PREDICT, hit.path)]
+        assert proxy.count("POST", r"/upload$") == 1  # asked once, then data URLs only
+    assert len(predicts) == 2 and all(size > opus_bytes * 4 / 3 for size in predicts)  # base64 inside the call
+
+
 @pytest.mark.parametrize(("message", "kind"), [
     ("server rejected the file: cannot decode audio: Invalid data found when processing input", "format"),
     ("server rejected the file: audio file too large: 98304 bytes, the server accepts at most 61440 bytes", "size"),
