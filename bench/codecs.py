@@ -148,6 +148,7 @@ def measure(sentences: Sequence[str], workdir: Path) -> list[Row]:
 
 def render(rows: list[Row], sentences: int, elapsed: float) -> str:
     wav = next(r for r in rows if r.codec == "wav")
+    words = wav.words
     lines = [
         "| codec | MB per audio hour | vs WAV | WER clean | WER with noise at -20 dB | encoding CPU per audio hour |",
         "|---|---|---|---|---|---|",
@@ -170,7 +171,10 @@ as recorders make), each clean and with pink noise {NOISE_DB:.0f} dB below the s
 `asrbatch.audio.prepare` (16 kHz mono 16-bit WAV) and `asrbatch.audio.ChunkAudio` (the codec), then through
 PocketSphinx after an ffmpeg decode to 16 kHz, as the reference server's sphinx engine hears it.  WER is
 word errors over reference words, all sentences together.  Opus runs at encoder complexity 0
-(asrbatch's setting, `asrbatch.audio.OPUS_COMPLEXITY`) and, for comparison, 10 (libopus's default).  Bytes are the encoded files (Ogg
+(asrbatch's setting, `asrbatch.audio.OPUS_COMPLEXITY`) and, for comparison, 10 (libopus's default).
+One word is {1 / words:.3f} of WER here; PocketSphinx adapts to the audio from one utterance to the
+next, so hearing the same files in another order can move a figure by a word or two (its answers
+are kept under `.cache/bench/codecs-sphinx`, so reruns hear each file as before).  Bytes are the encoded files (Ogg
 Opus with its container, FLAC, WAV with its header), per hour of audio; on the wire the HTTP
 request adds a few hundred bytes per request (multipart headers).  Encoding CPU is ffmpeg's (user +
 system) for one {CHUNK_SECONDS:.0f} s chunk of that speech (best of three, process start included),
