@@ -280,10 +280,11 @@ def system_info(server: ServerProcess) -> dict[str, str]:
 
 
 def run_client(label: str, kind: str, target: str, arguments: Sequence[str], server: ServerProcess,
-               corpus: Corpus, slots: int, workdir: Path) -> ClientRun:
+               corpus: Corpus, slots: int, workdir: Path, settings: dict[str, str] | None = None) -> ClientRun:
     name = slug(label)
     report = workdir / f"{name}.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASRBATCH_") or k == "ASRBATCH_TEST_CACHE"}
+    env.update(settings or {})
     before = system_info(server)
     with (workdir / f"{name}.stderr").open("w") as errors:
         started = time.monotonic()
@@ -307,6 +308,16 @@ def asrbatch_client(corpus: Corpus, server: ServerProcess, slots: int, workdir: 
     run = run_client(label, "module", "asrbatch", ["run", str(corpus.folder), "-o", str(out), "--min-age", "0",
                                                    "--url", server.url, "--workers", str(slots), "-v"],
                      server, corpus, slots, workdir)
+    run.extra["out"] = str(out)
+    return run
+
+
+def asrbatch_wav_client(corpus: Corpus, server: ServerProcess, slots: int, workdir: Path, label: str) -> ClientRun:
+    """asrbatch sending 16 kHz WAV (``audio.codec: wav``): what the codec costs the server per request."""
+    out = workdir / f"out-{slug(label)}"
+    run = run_client(label, "module", "asrbatch", ["run", str(corpus.folder), "-o", str(out), "--min-age", "0",
+                                                   "--url", server.url, "--workers", str(slots), "-v"],
+                     server, corpus, slots, workdir, {"ASRBATCH_AUDIO_CODEC": "wav"})
     run.extra["out"] = str(out)
     return run
 
@@ -352,11 +363,13 @@ def inside(options: argparse.Namespace) -> int:
         else:
             extra = ["--concurrency", str(options.slots)]
         runs = []
-        for client in (asrbatch_client, seed_client):
+        clients = [asrbatch_client, seed_client] + ([asrbatch_wav_client] if options.engine == "simulate" else [])
+        names = {asrbatch_client: "asrbatch", seed_client: "seed", asrbatch_wav_client: "asrbatch wav"}
+        for client in clients:
             # A fresh server for each client: its counters, upload folder and caches start empty.
             with start_server(GRADIO, engine=options.engine, log_dir=workdir / f"server-{client.__name__}",
                               extra_args=extra) as server:
-                label = f"{'asrbatch' if client is asrbatch_client else 'seed'} {options.label}"
+                label = f"{names[client]} {options.label}"
                 log(f"{label}: {corpus.files} recordings, {corpus.audio_seconds / 60:.1f} min of audio")
                 run = client(corpus, server, options.slots, workdir, label)
                 if options.engine == "sphinx":
@@ -403,10 +416,12 @@ def render(cases: list[dict[str, Any]], wer_case: dict[str, Any], corpus: Corpus
     detail = ["| run | link measured | wall s | server busy s | utilisation | requests | idle slot s per request | "
               "peak in progress | MB sent | MB per audio hour |", "|---|---|---|---|---|---|---|---|---|---|"]
     for data in cases:
-        ours, seed = data["runs"]
+        ours, seed, wav = data["runs"]
         where = f"{data['mbit']} Mbit/s, {data['slots']} slot{'s' if data['slots'] > 1 else ''}"
         rows.append(f"| {where} | utilisation | {ours.utilisation:.3f} | {seed.utilisation:.3f} | - | "
                     f">= {TARGETS['utilisation']} | {mark(ours.utilisation >= TARGETS['utilisation'])} |")
+        rows.append(f"| {where} | utilisation, asrbatch with `audio.codec: wav` ({wav.mb_per_audio_hour:.0f} MB per "
+                    f"audio hour) | {wav.utilisation:.3f} | {seed.utilisation:.3f} | - | - | - |")
         if data["slots"] == 1:
             wall_ratio = ours.wall / seed.wall
             bytes_ratio = ours.bytes_sent / seed.bytes_sent
@@ -418,7 +433,7 @@ def render(cases: list[dict[str, Any]], wer_case: dict[str, Any], corpus: Corpus
         else:
             rows.append(f"| {where} | wall time | {ours.wall:.1f} s | {seed.wall:.1f} s | "
                         f"{ours.wall / seed.wall:.2f} | - | - |")
-        for run in (ours, seed):
+        for run in (ours, wav, seed):
             detail.append(detail_row(run, data["link_mbit"]))
     ours, seed = wer_case["runs"]
     assert ours.wer is not None and seed.wer is not None
@@ -466,7 +481,11 @@ How to read it:
   `/api/predict/` call itself, Gradio decoding the upload (pydub and ffmpeg; a WAV of 16 kHz is read
   without ffmpeg) and writing it out again, and the reference server resampling what is not 16 kHz mono
   (Opus decodes at 48 kHz) with ffmpeg.  asrbatch also sends more requests than the seed (the lecture
-  in chunks).  Each such step costs far more on a loaded machine; with four slots it overlaps.
+  in chunks).  The `audio.codec: wav` rows show that cost: 16 kHz WAV needs neither ffmpeg run and keeps
+  the slot busy, for about nine times the bytes.  Each such step costs far more on a loaded machine.
+- With four slots those steps overlap across slots, and what limits the run is CPU: client and server
+  share this machine's cores, and every request costs ffmpeg runs on both sides (decode and encode in
+  the client, decode and resampling in the server).
 - WER: PocketSphinx (the sphinx engine, two slots) over the same corpus, transcripts against the text they
   were spoken from, all words together; the seed sends the original files, asrbatch Opus chunks of the
   decoded 16 kHz audio (the long lecture in chunks cut at pauses).
