@@ -21,7 +21,8 @@ the Paraformer WebUI is mostly found on):
   rate of each client's transcripts against the text the corpus was spoken from.
 
 asrbatch runs with ``--workers`` equal to the server's slots (Gradio 3 reports none) and its
-default settings (Ogg Opus at 32 kbit/s); the seed baseline (``bench/baseline_seed.py``) sends
+default settings (Ogg Opus at 32 kbit/s), and in the speed cases once more with ``audio.codec:
+wav`` (what the codec costs the server per request); the seed baseline (``bench/baseline_seed.py``) sends
 each whole file as a base64 data URL and waits, one at a time.
 """
 
