@@ -15,6 +15,12 @@ settings always give the same chunks, so an interrupted file resumes chunk by
 chunk.  A chunk whose every 10 ms frame is below ``silence_threshold`` is
 marked silent and needs no request.
 
+What travels is a :class:`ChunkAudio`: the chunk exported on demand in the codec the
+server is sent (``audio.codec``: Ogg Opus at ``audio.bitrate``, FLAC, 16-bit WAV, or the
+recording's own bytes when it is sent whole), each codec encoded at most once.  The
+decoded WAV stays the working copy: pauses, silence and chunk boundaries never depend
+on the codec.
+
 With ``audio.convert: false`` nothing is decoded, split or checked beyond the
 probe: the original file is sent whole, as one chunk.
 
@@ -45,6 +51,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 import warnings
 import wave
@@ -57,6 +64,7 @@ from typing import Any
 from asrbatch import fsutil
 from asrbatch.config import AudioConfig
 from asrbatch.errors import AudioError, FileError, OperatorError, TruncatedAudioError
+from asrbatch.media import mime_type
 
 with warnings.catch_warnings():
     # pydub imports the deprecated audioop module and warns when ffmpeg is not on PATH;
@@ -93,6 +101,20 @@ WAV_SHORTFALL_SECONDS = 0.05
 LOW_DISK_BYTES = 16 * 1024 * 1024
 """Free space below which a failing decode is blamed on the disk, not the recording."""
 _DISK_MESSAGES = ("no space left on device", "disk quota exceeded", "read-only file system")
+
+CODECS = ("opus", "flac", "wav", "original")
+"""Ways a chunk can travel, in the order a server that refuses one is offered the next."""
+CODEC_SUFFIXES = {"opus": ".ogg", "flac": ".flac", "wav": ".wav"}
+"""File name endings of the encoded chunks: Ogg Opus as ``.ogg``, the name every server
+generation and the OpenAI-style APIs know."""
+OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
+"""Input rates libopus takes; other sample rates are encoded at 48 kHz."""
+OPUS_COMPLEXITY = 0
+"""libopus's encoder complexity (0-10): 0 takes a fifth of the CPU of 10 (about 8 s instead of 40 s
+per audio hour) for files some 15 % larger and, for speech, the same word error rate (bench/codecs.py)."""
+ENCODE_TIMEOUT_BASE = 60.0
+ENCODE_TIMEOUT_PER_SECOND = 0.5
+"""Encoding a chunk gets ENCODE_TIMEOUT_BASE + this many seconds per second of audio."""
 
 _CHECK_COMPLETE = "check that the file is complete (copy it again) or re-export it"
 _NOT_AUDIO_HINT = "check that it is an audio or video recording; re-export it as WAV, MP3 or FLAC"
@@ -217,6 +239,152 @@ class PreparedAudio:
         traceback: TracebackType | None,
     ) -> None:
         self.cleanup()
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One chunk in one codec, ready to send."""
+
+    path: Path
+    name: str
+    """The file name the server sees: ``audio.ogg``, ``chunk-0003.flac``...; the recording's own name
+    for ``original``."""
+    mime: str
+    codec: str
+    size: int
+    """Bytes in the file."""
+
+
+def codec_order(preferred: str) -> tuple[str, ...]:
+    """Every codec, *preferred* first, then the ones after it in :data:`CODECS`, then the ones
+    before it, nearest first: the order a server that refuses a codec is offered the others."""
+    index = CODECS.index(preferred)
+    return (*CODECS[index:], *reversed(CODECS[:index]))
+
+
+class ChunkAudio:
+    """One chunk of a prepared recording, exported on demand in any codec (each at most once).
+
+    *cpu* bounds the encodes running at once (they are CPU work, like decoding).  Call
+    :meth:`cleanup` (or use it as a context manager) once the chunk is sent: it deletes what
+    it encoded, never the recording nor the decoded WAV.
+    """
+
+    def __init__(self, prepared: PreparedAudio, chunk: Chunk, settings: AudioConfig, *,
+                 cpu: threading.Semaphore | None = None) -> None:
+        self.prepared = prepared
+        self.chunk = chunk
+        self.bitrate = settings.bitrate
+        self.complexity = OPUS_COMPLEXITY
+        self._cpu = cpu
+        self._lock = threading.Lock()
+        self._encoded: dict[str, Encoded] = {}
+        self._temporary: list[Path] = []
+        whole = (not prepared.converted) or (chunk.channel is None and len(prepared.chunks) == 1)
+        if not prepared.converted:
+            self.codecs: tuple[str, ...] = ("original",)
+        else:
+            self.codecs = tuple(c for c in codec_order(settings.codec) if c != "original" or whole)
+        """The codecs this chunk can travel in, the configured one first (``original`` only when the
+        recording is sent whole; only ``original`` when nothing was decoded)."""
+
+    @property
+    def duration(self) -> float:
+        return self.chunk.duration
+
+    @property
+    def name(self) -> str:
+        """The recording's file name (for logs)."""
+        return self.prepared.source.name
+
+    def estimated_size(self, codec: str) -> int:
+        """About how many bytes *codec* takes for this chunk (exact once encoded)."""
+        if codec in self._encoded:
+            return self._encoded[codec].size
+        seconds = max(self.chunk.duration, 0.0)
+        if codec == "original":
+            return self.prepared.info.size
+        if codec == "opus":
+            return int(seconds * self.bitrate * 1000 / 8 * 1.03) + 4096
+        wav = int(seconds * self.prepared.sample_rate) * SAMPLE_WIDTH + 44
+        return wav if codec == "wav" else wav * 6 // 10
+
+    def encode(self, codec: str) -> Encoded:
+        """This chunk as *codec* (encoded on the first call, the same file after).
+
+        Raises :class:`OperatorError` for a disk or work-folder problem and :class:`FileError`
+        when ffmpeg fails on audio it decoded itself.
+        """
+        with self._lock:
+            found = self._encoded.get(codec)
+            if found is None:
+                found = self._encode(codec)
+                self._encoded[codec] = found
+            return found
+
+    def _encode(self, codec: str) -> Encoded:
+        if codec not in self.codecs:
+            raise ValueError(f"codec {codec!r} does not apply to this chunk (only {', '.join(self.codecs)})")
+        prepared, chunk = self.prepared, self.chunk
+        if codec == "original":
+            path = prepared.source
+            return Encoded(path, path.name, mime_type(path.name), codec, path.stat().st_size)
+        wav = prepared.export(chunk)
+        if wav != prepared.wav_paths[chunk.channel or 0]:
+            self._temporary.append(wav)
+        if codec == "wav":
+            return Encoded(wav, wav.name, mime_type(wav.name), codec, wav.stat().st_size)
+        assert prepared.directory is not None
+        target = prepared.directory / f"{wav.stem}{CODEC_SUFFIXES[codec]}"
+        if self._cpu is not None:
+            with self._cpu:
+                _encode_wav(wav, target, codec, self.bitrate, self.complexity, prepared.sample_rate, chunk.duration)
+        else:
+            _encode_wav(wav, target, codec, self.bitrate, self.complexity, prepared.sample_rate, chunk.duration)
+        self._temporary.append(target)
+        return Encoded(target, target.name, mime_type(target.name), codec, target.stat().st_size)
+
+    def cleanup(self) -> None:
+        """Delete the files this chunk's encodes wrote."""
+        with self._lock:
+            for path in self._temporary:
+                path.unlink(missing_ok=True)
+            self._temporary.clear()
+            self._encoded.clear()
+
+    def __enter__(self) -> ChunkAudio:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.cleanup()
+
+
+def _encode_wav(wav: Path, target: Path, codec: str, bitrate: int, complexity: int, sample_rate: int,
+                seconds: float) -> None:
+    """Encode the 16-bit mono *wav* as *codec* into *target* (atomically) with ffmpeg."""
+    if codec == "opus":
+        rate = sample_rate if sample_rate in OPUS_RATES else 48000
+        options = ["-ar", str(rate), "-c:a", "libopus", "-b:a", f"{bitrate}k", "-compression_level", str(complexity),
+                   "-f", "ogg"]
+    elif codec == "flac":
+        options = ["-c:a", "flac", "-f", "flac"]
+    else:  # pragma: no cover - the callers pass opus or flac
+        raise ValueError(f"not an encoded codec: {codec}")
+    partial = target.with_name(target.name + ".part")
+    command = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-i", _ff_path(wav), "-map_metadata", "-1",
+               *options, "-y", _ff_path(partial)]
+    timeout = ENCODE_TIMEOUT_BASE + ENCODE_TIMEOUT_PER_SECOND * seconds
+    result = _run(command, timeout=timeout, path=wav)
+    if result.returncode != 0:
+        partial.unlink(missing_ok=True)
+        messages = _message_lines(result.stderr)
+        if any(m in line.lower() for line in messages for m in _DISK_MESSAGES) or _disk_is_low(target.parent):
+            raise _disk_full(target.parent)
+        detail = "; ".join(messages[:3]) or f"ffmpeg exited with status {result.returncode}"
+        raise FileError(f"cannot encode the audio as {codec}: {detail}",
+                        hint="set audio.codec to another codec (wav always works); it is tried again on the next run")
+    os.replace(partial, target)
 
 
 # --------------------------------------------------------------------------------------------

@@ -237,6 +237,13 @@ class AudioConfig:
         "Utterances longer than this many seconds (or than max_chunk) are cut again at their longest inner pause.",
         default=10.0
     )
+    codec: Literal["opus", "flac", "wav", "original"] = _doc(
+        "How each chunk travels: opus (Ogg Opus at bitrate), flac, wav (16-bit PCM), or original (the "
+        "recording's own bytes when it is sent whole, else wav). A server that refuses it gets the next "
+        "one that it takes (opus, flac, wav, original).",
+        default="opus",
+    )
+    bitrate: int = _doc("Opus bitrate in kbit/s (6-256).", default=32)
 
 
 @dataclass(frozen=True)
@@ -696,6 +703,8 @@ def _cross_checks(config: Config) -> list[str]:
         problems.append("audio.utterance_max: must be more than audio.utterance_min")
     if a.silence_threshold >= 0:
         problems.append("audio.silence_threshold: must be below 0 dBFS")
+    if not 6 <= a.bitrate <= 256:
+        problems.append("audio.bitrate: must be between 6 and 256 (kbit/s)")
     for url in s.urls:
         if not url.startswith(SERVER_SCHEMES):
             problems.append(f"server.urls: {url!r} must start with http://, https://, ws:// or wss://")

@@ -43,16 +43,17 @@ from asrbatch.errors import (
 from asrbatch.fsutil import operator_error
 from asrbatch.ledger import ChunkResult, Identity, Ledger, file_sha256
 from asrbatch.log import kv
-from asrbatch.media import mime_type
 from asrbatch.outcomes import FileOutcome, Outcome, StopReason
 from asrbatch.output import Segment, Transcript
 from asrbatch.paths import JobPaths
 from asrbatch.plan import Action, Decision
 from asrbatch.scan import Recording, is_unchanged, read_hotwords_file
-from asrbatch.transport import Recognition, Recognizer, ServerInfo
+from asrbatch.transport import Recognition, Recognizer, ServerInfo, send_audio
 
 log = logging.getLogger(__name__)
 
+PAYLOAD_SETTINGS = ("codec", "bitrate")
+"""``audio`` settings that change how chunks are sent, not how they are cut."""
 INTERNAL_ERROR_HINT = "an error inside asrbatch (the traceback is in the log); it is tried again in the next runs"
 
 
@@ -146,6 +147,9 @@ class Pipeline:
         self.decoding = decoding or threading.BoundedSemaphore(1)
         self.utterances = wants_utterances(config, server)
         self.plan_signature = plan_signature(config, utterances=self.utterances)
+        # Requests handed to the transport at once, over all recordings: twice what the server(s)
+        # recognise at once, so one waits uploaded for each slot and none piles up beyond that.
+        self._requests = threading.Semaphore(2 * max(1, recognizer.capacity if recognizer is not None else 1))
         self.subtitles = output.subtitle_rules(config)
         self.claims: Claims = claims or SoleClaims()
 
@@ -274,71 +278,80 @@ class Pipeline:
         server, several at once (up to the recognizer's capacity), each saved as soon as it is back."""
         done = self.ledger.load_chunks(recording.key, sha, self.plan_signature)
         results: dict[tuple[int, int], ChunkResult] = {}
-        todo = []
+        to_send: list[audio.Chunk] = []
         for chunk in prepared.chunks:
-            ident = (chunk.channel if chunk.channel is not None else -1, chunk.index)
+            ident = _ident(chunk)
             if ident in done:
                 results[ident] = done[ident]
+            elif chunk.silent:
+                speech_start, speech_end = chunk.speech
+                result = ChunkResult(ident[0], chunk.index, speech_start, speech_end, "", 0.0, 0)
+                self.ledger.save_chunk(recording.key, sha, self.plan_signature, result)
+                results[ident] = result
             else:
-                todo.append(chunk)
-        width = min(len(todo), self.recognizer.capacity if self.recognizer is not None else 1)
-        lock = threading.Lock()
+                to_send.append(chunk)
+        # The chunks of one recording go out as request slots allow: the next one is encoded and
+        # uploaded while the server recognises the current one.  Each finished chunk is saved at once.
+        in_flight: set[concurrent.futures.Future[ChunkResult]] = set()
+        failure: BaseException | None = None
 
-        def one(chunk: audio.Chunk) -> ChunkResult:
-            if self.stop.stopping:
-                raise Pending(self.stop.left_for_next_run())
-            self._keep_claim(recording)
-            result = self._recognise_chunk(recording, prepared, chunk, hotwords)
-            with lock:
+        def harvest(finished: set[concurrent.futures.Future[ChunkResult]]) -> None:
+            nonlocal failure
+            for future in finished:
+                try:
+                    result = future.result()
+                except BaseException as exc:  # the first failure is the recording's; the rest still land
+                    failure = failure or exc
+                    continue
                 work.attempts += result.attempts
                 work.server_seconds += result.server_seconds
-            self.ledger.save_chunk(recording.key, sha, self.plan_signature, result)
-            return result
-
-        if width <= 1:
-            for chunk in todo:
-                result = one(chunk)
+                self.ledger.save_chunk(recording.key, sha, self.plan_signature, result)
                 results[(result.channel, result.index)] = result
-            return results
-        with concurrent.futures.ThreadPoolExecutor(max_workers=width, thread_name_prefix="asrbatch-chunk") as pool:
-            futures = [pool.submit(one, chunk) for chunk in todo]
-            try:
-                for future in concurrent.futures.as_completed(futures):
-                    result = future.result()
-                    results[(result.channel, result.index)] = result
-            except BaseException:
-                for future in futures:
-                    future.cancel()  # the chunks not started stay for the next run; finished ones are saved
-                raise
+
+        workers = min(len(to_send), 2 * max(1, self.recognizer.capacity if self.recognizer else 1))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers),
+                                                   thread_name_prefix="asrbatch-chunk") as chunk_pool:
+            for chunk in to_send:
+                if failure is None and self.stop.stopping:
+                    failure = Pending(self.stop.left_for_next_run())
+                if failure is not None:
+                    break
+                while in_flight and not self._requests.acquire(blocking=False):
+                    finished, in_flight = concurrent.futures.wait(
+                        in_flight, return_when=concurrent.futures.FIRST_COMPLETED)
+                    harvest(finished)
+                if failure is not None:
+                    break
+                if not in_flight:
+                    self._requests.acquire()
+                try:
+                    self._keep_claim(recording)
+                except BaseException:
+                    self._requests.release()
+                    raise
+                in_flight.add(chunk_pool.submit(self._send_chunk, recording, prepared, chunk, hotwords))
+            harvest(set(concurrent.futures.wait(in_flight).done))
+        if failure is not None:
+            raise failure
         return results
 
-    def _recognise_chunk(self, recording: Recording, prepared: audio.PreparedAudio, chunk: audio.Chunk,
-                         hotwords: tuple[str, ...]) -> ChunkResult:
-        channel = chunk.channel if chunk.channel is not None else -1
-        speech_start, speech_end = chunk.speech
-        if chunk.silent:
-            return ChunkResult(channel, chunk.index, speech_start, speech_end, "", 0.0, 0)
-        path = prepared.export(chunk)
+    def _send_chunk(self, recording: Recording, prepared: audio.PreparedAudio, chunk: audio.Chunk,
+                    hotwords: tuple[str, ...]) -> ChunkResult:
+        """Send one chunk (holding one of the run's request permits, released here) and return its result."""
         try:
-            recognition = self._send(path, recording, chunk.duration, hotwords)
+            with audio.ChunkAudio(prepared, chunk, self.config.audio, cpu=self.decoding) as source:
+                recognition = self._send(source, hotwords)
         finally:
-            if path != recording.path and path not in prepared.wav_paths:
-                path.unlink(missing_ok=True)
+            self._requests.release()
         # The server's timings are relative to what was sent: the chunk starts at chunk.start.
         placed = tuple(s.shifted(chunk.start) for s in recognition.segments if s.text.strip())
-        return ChunkResult(channel, chunk.index, speech_start, speech_end, recognition.text.strip(),
+        speech_start, speech_end = chunk.speech
+        return ChunkResult(_ident(chunk)[0], chunk.index, speech_start, speech_end, recognition.text.strip(),
                            recognition.server_seconds, recognition.attempts, placed)
 
-    def _send(self, path: Path, recording: Recording, duration: float, hotwords: tuple[str, ...]) -> Recognition:
+    def _send(self, source: audio.ChunkAudio, hotwords: tuple[str, ...]) -> Recognition:
         assert self.recognizer is not None
-        return self.recognizer.transcribe(
-            path,
-            name=recording.path.name if path == recording.path else path.name,
-            mime=mime_type(path),
-            duration=duration,
-            hotwords=hotwords,
-            proceed=lambda: not self.stop.stopping,
-        )
+        return send_audio(self.recognizer, source, hotwords=hotwords, proceed=lambda: not self.stop.stopping)
 
     def _hotwords(self, recording: Recording) -> tuple[str, ...]:
         words: list[str] = []
@@ -476,10 +489,18 @@ def wants_utterances(config: Config, server: ServerInfo | None) -> bool:
     return timed and config.audio.convert and not (server is not None and server.timings)
 
 
+def _ident(chunk: audio.Chunk) -> tuple[int, int]:
+    """A chunk's key in the ledger: (channel, -1 when mixed; index)."""
+    return (chunk.channel if chunk.channel is not None else -1, chunk.index)
+
+
 def plan_signature(config: Config, *, utterances: bool = False) -> str:
     """A short hash of the settings that decide how a recording is chunked (finished chunks are
-    reused only under the same signature)."""
+    reused only under the same signature).  How chunks travel (``audio.codec``, ``audio.bitrate``)
+    is not part of it: a chunk's text does not depend on it."""
     settings: dict[str, object] = dataclasses.asdict(config.audio)
+    for key in PAYLOAD_SETTINGS:
+        settings.pop(key)
     settings["utterances"] = utterances  # the decision, not the setting ("auto" may go either way)
     for key in ("utterance_pause", "utterance_min", "utterance_max"):
         if not utterances:

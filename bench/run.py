@@ -14,6 +14,11 @@ What it measures (see bench/RESULTS.md for the figures and how to read them):
 4. an hourly run with nothing to do over an archive of 100,000 finished recordings;
 5. end-to-end speed against real time with the sphinx engine on samples/.
 
+Over a shaped link (a network namespace, 20 and 100 Mbit/s: wall time, server utilisation, bytes per
+audio hour and WER, asrbatch and the seed side by side) is bench/network.py (root); which codec
+chunks travel in (bytes, WER, encoding CPU) is bench/codecs.py.  Each writes its own section of
+bench/RESULTS.md, which this script keeps.
+
 Servers are the project's reference server on Gradio 6.31 (tests/support/servers.py builds its
 virtual environment under .cache/test-envs on first use), on 127.0.0.1.  Items 1-3 use the simulate
 engine: it sleeps SECONDS_PER_AUDIO_SECOND per second of audio and the server counts the time its
@@ -685,14 +690,18 @@ there are slots, count in full.
 - The seed's approach keeps one request in flight, so on a server with four slots it cannot use more
   than a quarter of them.  At concurrency 1 over loopback it loses little: sending to 127.0.0.1 is
   almost free, and what remains idle is the server decoding its MP3, AAC and 44.1 kHz files between
-  recognitions (asrbatch sends 16 kHz mono WAV, which the server takes as it is).  Over a real network
-  its uploads add to that idle time; asrbatch's happen while earlier requests are being recognised.
+  recognitions.  asrbatch sends Ogg Opus chunks (`audio.codec: opus`, the default), which the server
+  decodes with ffmpeg too before each recognition, inside the request's slot: over loopback that is
+  most of asrbatch's idle time (with `audio.codec: wav` the server takes the 16 kHz WAV as it is: sending
+  WAV, before Opus was the default, asrbatch measured 0.979 and 0.964 on this benchmark).  Over a real network the seed's uploads add to its idle
+  time; asrbatch's happen while earlier requests are being recognised, and are a ninth of the bytes
+  (`bench/network.py`, below).
 - The "idle" columns of the details split the slot time the server did not use: before its first
   recognition began (the client starting, scanning, probing and decoding the first recordings),
   between, and after the last recording began (fewer recordings left than slots).  The start and the
   end of a run count in full here, and weigh less in longer runs.
-- Client CPU: asrbatch probes, decodes and resamples every recording itself (ffprobe and ffmpeg) and
-  writes a ledger; the baseline only reads and sends bytes.  The baseline's memory grows with the size
+- Client CPU: asrbatch probes, decodes and resamples every recording itself (ffprobe and ffmpeg),
+  encodes each chunk as Opus (ffmpeg) and writes a ledger; the baseline only reads and sends bytes.  The baseline's memory grows with the size
   of the largest file, which it reads whole; asrbatch's does not grow with a recording's length.
 
 ## How it was measured

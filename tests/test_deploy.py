@@ -251,7 +251,7 @@ def test_cron_line_reproduces_every_run_option_and_the_config(tmp_path: Path, mo
     # One value for every run flag, none of them a default; floats that a short format would round.
     values = {"output_dir": "out dir", "url": "http://gpu-host:7860", "hotwords": "Paraformer, FunASR",
               "min_age": 0.30000000000000004, "formats": "txt,srt", "workers": 3, "max_files": 7,
-              "max_runtime": 1234.5678901}
+              "max_runtime": 1234.5678901, "ledger": "postgresql://asr@db-host:5433/asrbatch"}
     assert set(values) == set(RUN_FLAGS), "a new run flag needs a value in this test"
     # Every option of `run` is either a job flag cron-line repeats or per invocation, not for a schedule.
     run_options = {param.name for param in asrbatch_cli.commands["run"].params}

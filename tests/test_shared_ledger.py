@@ -365,7 +365,8 @@ def long_corpus(inp: Path) -> tuple[str, dict[str, float]]:
     return "a-long.wav", durations
 
 
-CHUNKED = {"ASRBATCH_AUDIO_SPLIT_ABOVE": "20", "ASRBATCH_AUDIO_MAX_CHUNK": "5"}
+CHUNKED = {"ASRBATCH_AUDIO_SPLIT_ABOVE": "20", "ASRBATCH_AUDIO_MAX_CHUNK": "5",
+           "ASRBATCH_AUDIO_CODEC": "wav"}  # chunks travel as WAV: their uploads are told apart by size
 
 
 def long_uploads(proxy: FaultProxy) -> list[int]:
@@ -436,7 +437,8 @@ def test_a_lease_renewed_during_a_long_recording_is_never_taken_over(
     inp, out = tmp_path / "in", tmp_path / "out"
     place(inp, "long.wav", speech.tone(39.0, frequency=260.0))
     # Two chunks of 20 s (cut hard with 1 s of overlap): each request takes 4 s on the server, two leases.
-    env = {"ASRBATCH_AUDIO_SPLIT_ABOVE": "30", "ASRBATCH_AUDIO_MAX_CHUNK": "20", "ASRBATCH_STATE_LEASE": "2"}
+    env = {"ASRBATCH_AUDIO_SPLIT_ABOVE": "30", "ASRBATCH_AUDIO_MAX_CHUNK": "20", "ASRBATCH_STATE_LEASE": "2",
+           "ASRBATCH_AUDIO_CODEC": "wav"}
     holder = worker(inp, out, proxy.url, pg_url, env=env)
     watcher: subprocess.Popen[str] | None = None
     log_path = out / ".asrbatch" / "asrbatch.log"

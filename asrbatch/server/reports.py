@@ -120,6 +120,7 @@ def system_info(facts: ServerFacts, counters: Counters) -> str:
             f"- Audio processed: {counters.audio_seconds:.1f} s",
             f"- Engine busy: {counters.busy_seconds:.3f} s",
             f"- Engine runs at once, most: {counters.peak_running}",
+            f"- Peak requests in progress: {counters.peak_in_progress}",
             f"- Concurrency limit: {facts.concurrency}",
             f"- Max file size: {format_size(facts.max_file_size)}",
         ]

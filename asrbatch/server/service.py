@@ -69,6 +69,9 @@ class Counters:
     """Time recognitions held an engine slot (the GPU's busy time), summed over requests."""
     peak_running: int = 0
     """The most engine runs that were under way at one moment (never above the concurrency limit)."""
+    peak_in_progress: int = 0
+    """Most requests the recognition function was working on at once (decoding, waiting for an
+    engine slot or recognising): what clients put on the server, whatever its web layer queues."""
 
 
 def parse_hotwords(*texts: str) -> list[str]:
@@ -143,6 +146,8 @@ class Recognizer:
         self._busy_seconds = 0.0
         self._running = 0
         self._peak_running = 0
+        self._in_progress = 0
+        self._peak_in_progress = 0
 
     def check_size(self, path: Path, what: str = "file") -> None:
         """Refuse a file larger than the configured maximum."""
@@ -236,17 +241,23 @@ class Recognizer:
                 uptime_seconds=self._clock() - self._started,
                 busy_seconds=self._busy_seconds,
                 peak_running=self._peak_running,
+                peak_in_progress=self._peak_in_progress,
             )
 
     def _counted(self, work: Callable[[], T]) -> T:
+        with self._lock:
+            self._in_progress += 1
+            self._peak_in_progress = max(self._peak_in_progress, self._in_progress)
         try:
             outcome = work()
         except BaseException:
             with self._lock:
+                self._in_progress -= 1
                 self._served += 1
                 self._failed += 1
             raise
         with self._lock:
+            self._in_progress -= 1
             self._served += 1
         return outcome
 

@@ -8,11 +8,12 @@ rule), :mod:`.session` (timeouts, TLS, login, classification of failures), :mod:
 (reading a Gradio ``/config``, choosing the function and its arguments), :mod:`.legacy` (Gradio
 3.x), :mod:`.gradio3_queue` (Gradio 3.x's websocket queue), :mod:`.queued` (Gradio 4.x and
 later), :mod:`.client` (the Gradio client), :mod:`.retry` (the retry policy), :mod:`.health`
-(telling a dead server from a bad file), :mod:`.payload` (request bodies), :mod:`.pool`
-(several servers sharing the work), :mod:`.openai` (OpenAI-compatible servers: funasr-server,
-vLLM, speaches...), :mod:`.funasr_ws` (the FunASR runtime's WebSocket server), :mod:`.identify`
-(``server.protocol: auto``).  :func:`client_for` is where a protocol is chosen.  requests,
-tenacity and websockets are used here and nowhere else in asrbatch.
+(telling a dead server from a bad file), :mod:`.codecs` (which codec each server takes),
+:mod:`.payload` (request bodies), :mod:`.pool` (several servers sharing the work), :mod:`.openai`
+(OpenAI-compatible servers: funasr-server, vLLM, speaches...), :mod:`.funasr_ws` (the FunASR
+runtime's WebSocket server), :mod:`.identify` (``server.protocol: auto``).  :func:`client_for` is
+where a protocol is chosen.  requests, tenacity and websockets are used here and nowhere else in
+asrbatch.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import requests
 from asrbatch.config import ServerConfig
 from asrbatch.transport.base import Recognition, Recognizer, ServerInfo, request_limit
 from asrbatch.transport.client import Client
+from asrbatch.transport.codecs import AudioRecognizer, AudioSource, CodecLadder, send_audio
 from asrbatch.transport.detect import LEGACY, SSE, SSE_PREFIXED
 from asrbatch.transport.funasr_ws import FunasrWsClient
 from asrbatch.transport.health import HealthGuard
@@ -63,8 +65,9 @@ def connect_one(
     *,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
-) -> Recognizer:
-    """One server's client, guarded by health checks before a file is blamed."""
+) -> AudioRecognizer:
+    """One server's client, guarded by health checks before a file is blamed, sending each chunk in
+    the codec that server takes (:class:`CodecLadder`)."""
     client = client_for(settings, sleep=sleep, clock=clock)
 
     def checker(check: ServerConfig) -> Recognizer:
@@ -73,7 +76,7 @@ def connect_one(
         return client_for(dataclasses.replace(check, protocol=found) if found else check,  # type: ignore[arg-type]
                           sleep=sleep, clock=clock)
 
-    return HealthGuard(client, settings, checker, clock=clock)
+    return CodecLadder(HealthGuard(client, settings, checker, clock=clock), settings.url)
 
 
 def connect(
@@ -81,13 +84,13 @@ def connect(
     *,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
-) -> Recognizer:
+) -> AudioRecognizer:
     """The Recognizer for *settings*: a pool over ``server.urls``, else the one server at ``server.url``."""
     if settings.urls:
         return ServerPool(settings, sleep=sleep, clock=clock)
     return connect_one(settings, sleep=sleep, clock=clock)
 
 
-__all__ = ["LEGACY", "SSE", "SSE_PREFIXED", "AutoClient", "Client", "FunasrWsClient", "HealthGuard", "OpenAIClient",
-           "PingResult", "Recognition", "Recognizer", "ServerInfo", "ServerPool", "ServerState", "client_for",
-           "connect", "connect_one", "ping", "request_limit"]
+__all__ = ["LEGACY", "SSE", "SSE_PREFIXED", "AudioRecognizer", "AudioSource", "AutoClient", "Client", "CodecLadder",
+           "FunasrWsClient", "HealthGuard", "OpenAIClient", "PingResult", "Recognition", "Recognizer", "ServerInfo",
+           "ServerPool", "ServerState", "client_for", "connect", "connect_one", "ping", "request_limit", "send_audio"]

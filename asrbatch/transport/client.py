@@ -7,9 +7,9 @@ the queue (:mod:`.queued`).  Where the first route cannot give the final result 
 failure (:class:`.session.QueueRequired`: a 3.x generator, ``api_open=False``, no ``/call``
 before 4.20, ``/call`` hiding error messages), the request is sent again through the server's
 queue -- the 3.x websocket (:mod:`.gradio3_queue`) or ``/queue/join`` -- and so is every later one.
-The upload happens outside the recognition slot, so with several requests in flight the next file
-travels while the server recognises the current one, and never more than :attr:`Client.capacity`
-recognitions run.
+Every generation uploads first, outside the recognition slot (3.x servers without ``/upload``
+take a data URL inside it), so with several requests in flight the next file travels while the
+server recognises the current one, and never more than :attr:`Client.capacity` recognitions run.
 """
 
 from __future__ import annotations
@@ -90,6 +90,8 @@ class Client:
         """Call through the server's queue (set by the probe, and for good by :class:`QueueRequired`)."""
         self._queue_reason: str | None = None
         """Why the first route was left for the queue, when it was."""
+        self._legacy_upload = True
+        """Gradio 3.x: send through ``POST /upload`` (False once the server turned out to have none)."""
 
     def __repr__(self) -> str:
         return f"Client(url={self.settings.url!r}, user={self.settings.username!r})"
@@ -283,10 +285,21 @@ class Client:
               timeouts: Timeouts, proceed: Callable[[], bool] | None) -> list[Any]:
         settings = probed.settings
         if probed.app.protocol == detect.LEGACY:
+            # Uploaded first where the server can take it: the upload then needs no recognition slot.
+            server_path = None
+            if self._legacy_upload and not self._via_queue:
+                server_path = legacy.upload(self._session, self.settings, path, name=name, mime=mime,
+                                            timeouts=timeouts)
+                if server_path is None:
+                    self._legacy_upload = False
+                    log.info(kv("no_upload_route", url=self.settings.url, sent_as="data URL"))
             with self._slot():
                 go_ahead(proceed)
                 if not self._via_queue:
                     try:
+                        if server_path is not None:
+                            return legacy.predict_uploaded(self._session, settings, probed.function, server_path,
+                                                           name=name, hotwords=hotwords, timeouts=timeouts)
                         return legacy.predict(self._session, settings, probed.function, path, name=name, mime=mime,
                                               hotwords=hotwords, timeouts=timeouts)
                     except QueueRequired as exc:

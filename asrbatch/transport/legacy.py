@@ -1,4 +1,10 @@
-"""Gradio 3.x: ``POST /api/predict/`` by ``fn_index`` with the audio inline as a data URL.
+"""Gradio 3.x: ``POST /api/predict/`` by ``fn_index``.
+
+The audio is uploaded first (``POST /upload``, multipart field ``files``, answered with the
+server-side paths) and named in the call (``{"name": <path>, "data": null, "is_file": true}``):
+the upload then needs no recognition slot, and travels while the server recognises other
+files.  A 3.x server without ``/upload`` gets the audio inline as a base64 data URL, inside the
+call (:func:`predict`).
 
 Where that route cannot give the result -- a generator's first partial only (``is_generating:
 true``), or REST closed by ``queue(api_open=False)`` (404; 401 "Not authorized to skip the
@@ -14,7 +20,7 @@ from typing import Any
 import requests
 
 from asrbatch.config import ServerConfig
-from asrbatch.errors import AsrbatchError, RecognitionError
+from asrbatch.errors import AsrbatchError, EndpointError, RecognitionError
 from asrbatch.transport import payload
 from asrbatch.transport.detect import Function
 from asrbatch.transport.session import (
@@ -29,6 +35,7 @@ from asrbatch.transport.session import (
 )
 
 ROUTE = "/api/predict/"
+UPLOAD_ROUTE = "/upload"
 
 
 def predict(
@@ -65,6 +72,58 @@ def predict(
                 headers={"Content-Type": "application/json"},
                 timeout=timeouts.pair,
             )
+    except requests.RequestException as exc:
+        raise classify_exception(exc, what) from None
+    return parse_response(response, what)
+
+
+def upload(
+    session: requests.Session,
+    settings: ServerConfig,
+    path: Path,
+    *,
+    name: str,
+    mime: str,
+    timeouts: Timeouts,
+) -> str | None:
+    """Upload *path* with ``POST /upload``; return its path on the server, or None when the server has
+    no upload route (404, 405: older 3.x releases).  Raises the classified errors otherwise."""
+    what = f"POST {UPLOAD_ROUTE}"
+    try:
+        with path.open("rb") as handle:
+            response = session.post(join(settings.url, UPLOAD_ROUTE), files={"files": (name, handle, mime)},
+                                    timeout=timeouts.pair)
+    except requests.RequestException as exc:
+        raise classify_exception(exc, what) from None
+    if response.status_code in (404, 405):
+        return None
+    if response.status_code != 200:
+        raise classify_status(response, what)
+    try:
+        paths = response.json()
+    except ValueError:
+        raise RecognitionError(f"server answered {what} with something that is not JSON") from None
+    if not isinstance(paths, list) or not paths or not isinstance(paths[0], str):
+        raise EndpointError(f"server answered {what} with {str(paths)[:100]!r}, not a list of paths")
+    return paths[0]
+
+
+def predict_uploaded(
+    session: requests.Session,
+    settings: ServerConfig,
+    function: Function,
+    server_path: str,
+    *,
+    name: str,
+    hotwords: str,
+    timeouts: Timeouts,
+) -> list[Any]:
+    """Call *function* on a file uploaded to *server_path*; return the function's outputs."""
+    body = payload.legacy_call_body(settings.input_template, payload.legacy_file(server_path, name),
+                                    fn_index=function.fn_index, batch_size=settings.batch_size, hotwords=hotwords)
+    what = f"POST {ROUTE}"
+    try:
+        response = session.post(join(settings.url, ROUTE), json=body, timeout=timeouts.pair)
     except requests.RequestException as exc:
         raise classify_exception(exc, what) from None
     return parse_response(response, what)

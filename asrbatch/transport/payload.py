@@ -79,6 +79,17 @@ def legacy_body(
     return body
 
 
+def legacy_file(server_path: str, name: str) -> dict[str, Any]:
+    """The file slot of a Gradio 3.x call for a file already uploaded (``POST /upload``) to *server_path*."""
+    return {"name": server_path, "data": None, "is_file": True, "orig_name": name}
+
+
+def legacy_call_body(template: Sequence[Any], slot: dict[str, Any], *, fn_index: int, batch_size: int,
+                     hotwords: str) -> dict[str, Any]:
+    """The JSON body of a Gradio 3.x ``/api/predict/`` call whose audio slot is *slot*."""
+    return {"data": fill_template(template, slot, batch_size, hotwords), "event_data": None, "fn_index": fn_index}
+
+
 def file_data(server_path: str, name: str) -> dict[str, Any]:
     """The file slot of a Gradio 4+ call for a file already uploaded to *server_path*.
 

@@ -35,6 +35,7 @@ from asrbatch.config import RetryConfig, ServerConfig
 from asrbatch.errors import AsrbatchError, EndpointError, RecognitionError, ServerUnavailableError
 from asrbatch.log import kv
 from asrbatch.transport.base import Recognition, Recognizer, ServerInfo, request_limit
+from asrbatch.transport.codecs import AudioSource, send_audio
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,9 @@ REPROBE_MAX = 300.0
 """Longest wait between two probes of a server out of rotation."""
 FAILURES_BEFORE_REST = 3
 """Recordings in a row a server failed on (that another server then managed) before it is rested."""
+
+ADMITTED_PER_SLOT = 2
+"""Requests handed to a server per recognition slot: one recognised, one being prepared or uploaded."""
 
 MemberFactory = Callable[[ServerConfig], Recognizer]
 """Builds the recognizer of one server from its settings."""
@@ -210,8 +214,26 @@ class ServerPool:
         error when every server tried failed on it), :class:`ServerUnavailableError` when no
         server answers, :class:`EndpointError` when no server can be used.
         """
+        return self._dispatch(
+            lambda client: client.transcribe(path, name=name, mime=mime, duration=duration, hotwords=hotwords,
+                                             proceed=proceed),
+            name or path.name,
+        )
+
+    def transcribe_audio(
+        self,
+        audio: AudioSource,
+        *,
+        hotwords: Sequence[str] | str = (),
+        proceed: Callable[[], bool] | None = None,
+    ) -> Recognition:
+        """Like :meth:`transcribe` for a chunk each server gets in the codec it takes
+        (:class:`~asrbatch.transport.codecs.CodecLadder`)."""
+        return self._dispatch(lambda client: send_audio(client, audio, hotwords=hotwords, proceed=proceed),
+                              audio.name)
+
+    def _dispatch(self, send: Callable[[Recognizer], Recognition], label: str) -> Recognition:
         self.probe()
-        label = name or path.name
         tried: set[int] = set()
         failed_on: list[_Member] = []
         file_error: RecognitionError | None = None
@@ -222,8 +244,7 @@ class ServerPool:
                 raise file_error
             client = member.client
             try:
-                recognition = client.transcribe(path, name=name, mime=mime, duration=duration, hotwords=hotwords,
-                                                  proceed=proceed)
+                recognition = send(client)
             except ServerUnavailableError as exc:
                 self._take_out(member, exc.message, client=client)
                 log.warning(kv("failover", url=member.url, name=label, reason="unavailable"))
@@ -273,7 +294,9 @@ class ServerPool:
                     if any(m.healthy for m in self._members):
                         return None
                     raise self._none_usable()
-                free = [m for m in usable if m.in_flight < self._limit(m)]
+                # Admitted: twice a server's limit, so the next request is prepared and uploaded while the
+                # server works; its client holds the recognitions themselves to the limit.
+                free = [m for m in usable if m.in_flight < ADMITTED_PER_SLOT * self._limit(m)]
                 if free:
                     chosen = min(free, key=lambda m: (m.in_flight / self._limit(m), m.in_flight, m.served, m.index))
                     chosen.in_flight += 1

@@ -6,6 +6,7 @@ matching its method and path still has a scripted fault left::
     with FaultProxy(server.url) as proxy:
         proxy.add("POST", r"/api/predict/?$", respond(503), respond(503))  # then forwarded
         proxy.add("GET", r"/call/", heartbeats(interval=0.05), times=None)  # every time
+        proxy.add("POST", r"/api/predict/", respond(500), when=lambda body: b".ogg" in body)
         client = Client(ServerConfig(url=proxy.url))
         ...
         assert proxy.count("POST", r"/upload$") == 3
@@ -48,6 +49,7 @@ class _Rule:
     pattern: re.Pattern[str]
     actions: collections.deque[Action]
     repeat: Action | None = None
+    when: Callable[[bytes], bool] | None = None
 
 
 @dataclass
@@ -86,8 +88,10 @@ class FaultProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def add(self, method: str, pattern: str, *actions: Action, times: int | None = 1) -> None:
-        """Script *actions* for requests whose method is *method* (``*``: any) and path matches *pattern*.
+    def add(self, method: str, pattern: str, *actions: Action, times: int | None = 1,
+            when: Callable[[bytes], bool] | None = None) -> None:
+        """Script *actions* for requests whose method is *method* (``*``: any) and path matches *pattern*
+        (and, with *when*, whose body it accepts).
 
         Each matching request uses up the next action, then requests are forwarded
         again.  ``times=None`` repeats the last action for ever.
@@ -95,7 +99,7 @@ class FaultProxy:
         queue = collections.deque(actions * (times or 1))
         repeat = actions[-1] if times is None and actions else None
         with self._state.lock:
-            self._state.rules.append(_Rule(method.upper(), re.compile(pattern), queue, repeat))
+            self._state.rules.append(_Rule(method.upper(), re.compile(pattern), queue, repeat, when))
 
     def clear(self) -> None:
         """Drop every scripted fault (requests are forwarded again); counts are kept."""
@@ -221,7 +225,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         body = self._read_body()
         path = urllib.parse.urlsplit(self.path).path
-        action = self._choose(path)
+        action = self._choose(path, body)
         with self.state.lock:
             self.state.hits.append(Hit(self.command, path, getattr(action, "__name__", "action"), len(body)))
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
@@ -229,10 +233,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = do_PATCH = _handle
 
-    def _choose(self, path: str) -> Action:
+    def _choose(self, path: str, body: bytes) -> Action:
         with self.state.lock:
             for rule in self.state.rules:
                 if rule.method not in ("*", self.command) or not rule.pattern.search(path):
+                    continue
+                if rule.when is not None and not rule.when(body):
                     continue
                 if rule.actions:
                     return rule.actions.popleft()
