@@ -7,14 +7,21 @@ protocol is spoken.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from types import TracebackType
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+import requests
 
 from asrbatch.config import ServerConfig
 from asrbatch.errors import CancelledError
 from asrbatch.output import Segment
+from asrbatch.transport.session import build_session
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,86 @@ class Recognizer(Protocol):
 
     def close(self) -> None:
         ...
+
+
+_Client = TypeVar("_Client", bound="ServerClient")
+
+
+class ServerClient:
+    """What every client of one server shares: its settings, the injected sleep and clock, the
+    recognition slots (:attr:`capacity` of them) and use as a context manager.  Subclasses probe
+    the server and call :meth:`_open_slots` once they know it.
+    """
+
+    def __init__(
+        self,
+        settings: ServerConfig,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self._sleep = sleep
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._slots: threading.BoundedSemaphore | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(url={self.settings.url!r})"
+
+    def __enter__(self: _Client) -> _Client:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release what the client holds between requests (nothing here)."""
+
+    def _reported_limit(self) -> int | None:
+        """The recognitions at once the server said it runs, once probed (None: it does not say)."""
+        return None
+
+    @property
+    def capacity(self) -> int:
+        """Recognitions kept in flight: ``server.concurrency``, else what the server reports, else 1."""
+        return request_limit(self.settings, self._reported_limit())
+
+    def _open_slots(self) -> None:
+        """Make the :attr:`capacity` recognition slots (once the probe knows the server)."""
+        self._slots = threading.BoundedSemaphore(self.capacity)
+
+    @contextmanager
+    def _slot(self) -> Iterator[None]:
+        """Hold one of the recognition slots."""
+        slots = self._slots
+        assert slots is not None, "probe() opens the slots"
+        with slots:
+            yield
+
+
+class HttpServerClient(ServerClient):
+    """A :class:`ServerClient` that speaks HTTP through one session (default timeouts, TLS).
+
+    ``session`` replaces the session built from *settings* (the caller then owns it).
+    """
+
+    def __init__(
+        self,
+        settings: ServerConfig,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        session: requests.Session | None = None,
+    ) -> None:
+        super().__init__(settings, sleep=sleep, clock=clock)
+        self._owns_session = session is None
+        self._session: requests.Session = session if session is not None else build_session(settings)
+
+    def close(self) -> None:
+        if self._owns_session:
+            self._session.close()
 
 
 def request_limit(settings: ServerConfig, reported: int | None) -> int:

@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import requests
@@ -37,13 +35,18 @@ from asrbatch.errors import (
 from asrbatch.log import kv
 from asrbatch.media import mime_type
 from asrbatch.transport import detect, gradio3_queue, legacy, queued
-from asrbatch.transport.base import Recognition, ServerInfo, go_ahead, hotword_list, request_limit
+from asrbatch.transport.base import (
+    HttpServerClient,
+    Recognition,
+    ServerInfo,
+    go_ahead,
+    hotword_list,
+)
 from asrbatch.transport.retry import call_with_retries, recognise_with_retries, unavailable
 from asrbatch.transport.session import (
     LoginExpiredError,
     QueueRequired,
     Timeouts,
-    build_session,
     classify_exception,
     classify_status,
     join,
@@ -63,7 +66,7 @@ class _Probe:
     """The settings requests are built from: the chosen fn_index, template and output index filled in."""
 
 
-class Client:
+class Client(HttpServerClient):
     """A connection to one Gradio ASR WebUI, safe to share between threads.
 
     ``sleep`` and ``clock`` are injected for tests; ``session`` replaces the
@@ -78,14 +81,8 @@ class Client:
         clock: Callable[[], float] = time.monotonic,
         session: requests.Session | None = None,
     ) -> None:
-        self.settings = settings
-        self._sleep = sleep
-        self._clock = clock
-        self._owns_session = session is None
-        self._session = session if session is not None else build_session(settings)
-        self._lock = threading.Lock()
+        super().__init__(settings, sleep=sleep, clock=clock, session=session)
         self._probe: _Probe | None = None
-        self._slots: threading.BoundedSemaphore | None = None
         self._via_queue = False
         """Call through the server's queue (set by the probe, and for good by :class:`QueueRequired`)."""
         self._queue_reason: str | None = None
@@ -95,17 +92,6 @@ class Client:
 
     def __repr__(self) -> str:
         return f"Client(url={self.settings.url!r}, user={self.settings.username!r})"
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._owns_session:
-            self._session.close()
 
     # -----------------------------------------------------------------------------------------
 
@@ -118,20 +104,9 @@ class Client:
         """
         return self._probed().info
 
-    @property
-    def capacity(self) -> int:
-        """Recognitions kept in flight: ``server.concurrency``, else the limit the server reported
-        in its probe (Gradio versions that expose one), else 1."""
+    def _reported_limit(self) -> int | None:
         probed = self._probe
-        return request_limit(self.settings, probed.info.concurrency_limit if probed is not None else None)
-
-    @contextmanager
-    def _slot(self) -> Iterator[None]:
-        """Hold one of the :attr:`capacity` recognition slots."""
-        slots = self._slots
-        assert slots is not None
-        with slots:
-            yield
+        return probed.info.concurrency_limit if probed is not None else None
 
     @property
     def latency(self) -> float:
@@ -153,7 +128,7 @@ class Client:
                         output_index=info.output_index))
             self._probe = probed
             self._via_queue = info.protocol in (detect.LEGACY_QUEUE, detect.QUEUE)
-            self._slots = threading.BoundedSemaphore(self.capacity)
+            self._open_slots()
             return probed
 
     def _probe_once(self) -> _Probe:
@@ -250,8 +225,8 @@ class Client:
         probed = self._probed()
         name = name or path.name
         mime = mime or mime_type(name)
-        if not isinstance(hotwords, str):
-            hotwords = self.settings.hotword_separator.join(hotword_list(hotwords, self.settings.hotword_separator))
+        separator = self.settings.hotword_separator
+        words = hotwords if isinstance(hotwords, str) else separator.join(hotword_list(hotwords, separator))
         timeouts = Timeouts.for_audio(self.settings, duration)
         elapsed = 0.0
 
@@ -259,14 +234,14 @@ class Client:
             nonlocal elapsed
             start = self._clock()
             try:
-                outputs = self._send(probed, path, name=name, mime=mime, hotwords=hotwords, timeouts=timeouts,
+                outputs = self._send(probed, path, name=name, mime=mime, hotwords=words, timeouts=timeouts,
                                      proceed=proceed)
             except LoginExpiredError:
                 if not self.settings.username:
                     raise
                 # The server forgot the session (a restart): log in again once.
                 login(self._session, self.settings, timeouts.pair)
-                outputs = self._send(probed, path, name=name, mime=mime, hotwords=hotwords, timeouts=timeouts,
+                outputs = self._send(probed, path, name=name, mime=mime, hotwords=words, timeouts=timeouts,
                                      proceed=proceed)
             elapsed = self._clock() - start
             return outputs

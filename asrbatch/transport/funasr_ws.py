@@ -56,7 +56,13 @@ from asrbatch.errors import AsrbatchError, AudioError, EndpointError, TransientE
 from asrbatch.log import kv
 from asrbatch.output import Segment
 from asrbatch.subtitles import Word
-from asrbatch.transport.base import Recognition, ServerInfo, go_ahead, hotword_list, request_limit
+from asrbatch.transport.base import (
+    Recognition,
+    ServerClient,
+    ServerInfo,
+    go_ahead,
+    hotword_list,
+)
 from asrbatch.transport.retry import call_with_retries, recognise_with_retries, unavailable
 from asrbatch.transport.session import RetryableError, Timeouts, server_failure
 
@@ -353,7 +359,7 @@ def _suppressed() -> Iterator[None]:
 # The client
 
 
-class FunasrWsClient:
+class FunasrWsClient(ServerClient):
     """A connection to one FunASR runtime server; a :class:`~asrbatch.transport.base.Recognizer`.
 
     ``sleep`` and ``clock`` are injected for tests.
@@ -366,31 +372,9 @@ class FunasrWsClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.settings = settings
-        self._sleep = sleep
-        self._clock = clock
-        self._lock = threading.Lock()
+        super().__init__(settings, sleep=sleep, clock=clock)
         self._info: ServerInfo | None = None
         self._latency = 0.0
-        self._slots: threading.BoundedSemaphore | None = None
-
-    def __repr__(self) -> str:
-        return f"FunasrWsClient(url={self.settings.url!r})"
-
-    def __enter__(self) -> FunasrWsClient:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Nothing stays open between requests."""
-
-    @property
-    def capacity(self) -> int:
-        """Recognitions kept in flight: ``server.concurrency``, else 1 (the server reports no limit)."""
-        return request_limit(self.settings, None)
 
     @property
     def latency(self) -> float:
@@ -414,7 +398,7 @@ class FunasrWsClient:
                 raise unavailable(self.settings.url, exc) from None
             log.info(kv("probe", url=info.url, protocol=info.protocol, server=info.kind))
             self._info = info
-            self._slots = threading.BoundedSemaphore(self.capacity)
+            self._open_slots()
             return info
 
     def _probe_once(self) -> ServerInfo:
@@ -432,13 +416,6 @@ class FunasrWsClient:
         self._latency = self._clock() - start
         # Offline answers carry stamp_sents (sentence timings) with the punctuation model the images load.
         return ServerInfo(url=self.settings.url, protocol=PROTOCOL, kind=KIND, timings=True)
-
-    @contextmanager
-    def _slot(self) -> Iterator[None]:
-        slots = self._slots
-        assert slots is not None
-        with slots:
-            yield
 
     def transcribe(
         self,

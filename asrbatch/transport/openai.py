@@ -25,13 +25,10 @@ Each request is one POST that uploads and recognises, so it holds a recognition 
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import requests
@@ -42,11 +39,16 @@ from asrbatch.log import kv
 from asrbatch.media import mime_type
 from asrbatch.output import Segment
 from asrbatch.subtitles import Word
-from asrbatch.transport.base import Recognition, ServerInfo, go_ahead, hotword_list, request_limit
+from asrbatch.transport.base import (
+    HttpServerClient,
+    Recognition,
+    ServerInfo,
+    go_ahead,
+    hotword_list,
+)
 from asrbatch.transport.retry import call_with_retries, recognise_with_retries, unavailable
 from asrbatch.transport.session import (
     Timeouts,
-    build_session,
     classify_exception,
     classify_status,
     error_detail,
@@ -204,7 +206,7 @@ class _Request:
     """Answer formats to try in order; empty for ``/asr`` (it has one)."""
 
 
-class OpenAIClient:
+class OpenAIClient(HttpServerClient):
     """A connection to one OpenAI-compatible speech server; a :class:`~asrbatch.transport.base.Recognizer`.
 
     ``sleep`` and ``clock`` are injected for tests; ``session`` replaces the session built from
@@ -219,39 +221,14 @@ class OpenAIClient:
         clock: Callable[[], float] = time.monotonic,
         session: requests.Session | None = None,
     ) -> None:
-        self.settings = settings
+        super().__init__(settings, sleep=sleep, clock=clock, session=session)
         self.routes = Routes.for_url(settings.url)
-        self._sleep = sleep
-        self._clock = clock
-        self._owns_session = session is None
-        self._session = session if session is not None else build_session(settings)
         if settings.api_key:
             self._session.headers["Authorization"] = f"Bearer {settings.api_key}"
-        self._lock = threading.Lock()
         self._info: ServerInfo | None = None
         self._latency = 0.0
-        self._slots: threading.BoundedSemaphore | None = None
         self._formats: tuple[str, ...] = FORMATS
         self._hotwords_noted = False
-
-    def __repr__(self) -> str:
-        return f"OpenAIClient(url={self.settings.url!r})"
-
-    def __enter__(self) -> OpenAIClient:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._owns_session:
-            self._session.close()
-
-    @property
-    def capacity(self) -> int:
-        """Recognitions kept in flight: ``server.concurrency``, else 1 (these servers report no limit)."""
-        return request_limit(self.settings, None)
 
     @property
     def latency(self) -> float:
@@ -279,7 +256,7 @@ class OpenAIClient:
             log.info(kv("probe", url=info.url, protocol=info.protocol, server=info.kind, model=info.model,
                         models=",".join(info.models)))
             self._info = info
-            self._slots = threading.BoundedSemaphore(self.capacity)
+            self._open_slots()
             return info
 
     def _probe_once(self) -> ServerInfo:
@@ -337,13 +314,6 @@ class OpenAIClient:
             raise classify_exception(exc, what) from None
 
     # -- recognition ------------------------------------------------------------------------
-
-    @contextmanager
-    def _slot(self) -> Iterator[None]:
-        slots = self._slots
-        assert slots is not None
-        with slots:
-            yield
 
     def transcribe(
         self,
