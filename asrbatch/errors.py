@@ -15,9 +15,10 @@ the server          5xx of any kind (CUDA out of memory,         retried with ba
                     internal errors, a message that cannot be    retries are spent and a known test
                     told apart), timeouts, resets, hangs,        clip fails too, the run stops (exit
                     429, 502/503/504, a closed stream            3) with the rest pending and no
-                                                                 file blamed; otherwise that one
-                                                                 recording fails transiently
-                                                                 (:class:`RecognitionError`)
+                                                                 file blamed; otherwise it goes
+                                                                 once more as plain WAV, then that
+                                                                 one recording fails transiently
+                                                                 (:class:`FailsAloneError`)
 the operator        a full disk, permissions, a read-only        :class:`OperatorError`: one line
 (:class:`Operator-  folder, a file where a folder should be,     naming the path and what to do;
 Error`)             a damaged or locked ledger, a missing        exit 2 before the run started, 3
@@ -196,3 +197,12 @@ class RecognitionError(FileError):
     """The server failed on this file (its fault, not the file's), or kept failing transiently."""
 
     permanent = False
+
+
+class FailsAloneError(RecognitionError):
+    """The server kept failing on this request while it recognised other audio (the known test clip,
+    or other requests meanwhile): something about this payload, or the server's state while it ran.
+
+    Still transient (a 500 says nothing certain about the recording), but a sign to send the same
+    audio in the plain 16 kHz WAV the test clip travels in (:class:`asrbatch.transport.CodecLadder`).
+    """

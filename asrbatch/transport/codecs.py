@@ -10,7 +10,10 @@ refuses the payload, it tries the next codec at once, before anything is blamed:
   the next codec in the source's order (``opus -> flac -> wav -> original``);
 - a refusal about size (HTTP 413, "too large", larger than the ``max_file_size`` the server
   announces, checked before anything is sent) -> the largest of ``wav``, ``flac``, ``opus``
-  estimated to be smaller (lossless before lossy).
+  estimated to be smaller (lossless before lossy);
+- a failure the server keeps having with this chunk while it recognises the health check's
+  clip (:class:`~asrbatch.errors.FailsAloneError`: FunASR's ``funasr-server`` answers a plain
+  500 for audio its decoder cannot read) -> the same audio as plain 16 kHz WAV, the clip's form.
 
 Only a codec that then works is remembered for that server, for the rest of the run, with the
 format refusals it took to find it: a chunk every codec fails on says nothing about the
@@ -27,7 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
-from asrbatch.errors import InputRejectedError
+from asrbatch.errors import FailsAloneError, FileError, InputRejectedError
 from asrbatch.log import kv
 from asrbatch.transport.base import Recognition, Recognizer, ServerInfo
 
@@ -36,6 +39,8 @@ log = logging.getLogger(__name__)
 _SIZE = re.compile(
     r"too (?:large|big)|\b413\b|max(?:imum)?[ _]?(?:upload|file)?[ _]?size|file size|exceeds", re.IGNORECASE
 )
+PLAIN = "wav"
+"""The codec of the health check's clip: what a server that answers the clip is known to take."""
 OPENAI_EXTENSIONS = frozenset({"flac", "mp3", "mp4", "mpeg", "mpga", "m4a", "ogg", "wav", "webm"})
 """File types OpenAI-style transcription APIs take (their documented list)."""
 
@@ -186,7 +191,7 @@ class CodecLadder:
             working, refused = self._working, dict(self._refused)
         candidates = [c for c in audio.codecs if c not in refused] or list(audio.codecs)
         codec = working if working in candidates else candidates[0]
-        tried: list[tuple[str, str, InputRejectedError]] = []
+        tried: list[tuple[str, str, FileError]] = []
         sent = 0
         while True:
             encoded = audio.encode(codec)
@@ -195,12 +200,21 @@ class CodecLadder:
                 sent += 1
                 recognition = self.inner.transcribe(encoded.path, name=encoded.name, mime=encoded.mime,
                                                     duration=audio.duration, hotwords=hotwords, proceed=proceed)
+            except FailsAloneError as exc:
+                # The server recognises the test clip, a plain WAV, but not this: try the audio in that form.
+                if codec == PLAIN or PLAIN not in audio.codecs or any(c == PLAIN for c, _, _ in tried):
+                    raise self._failed_alone(exc, codec, tried, sent) from None
+                tried.append((codec, "failure", exc))
+                log.warning(kv("codec_failed", url=self.url, name=encoded.name, codec=codec, next=PLAIN,
+                               reason=exc.message))
+                codec = PLAIN
+                continue
             except InputRejectedError as exc:
                 kind = refusal_kind(exc)
                 tried.append((codec, kind, exc))
                 following = self._next(audio, candidates, codec, kind, encoded.size, {c for c, _, _ in tried})
                 if following is None:
-                    raise self._exhausted(tried, sent) from None
+                    raise self._exhausted([t for t in tried if isinstance(t[2], InputRejectedError)], sent) from None
                 log.warning(kv("codec_refused", url=self.url, name=encoded.name, codec=codec, refusal=kind,
                                next=following, reason=exc.message))
                 codec = following
@@ -238,12 +252,12 @@ class CodecLadder:
                 return following
         return None
 
-    def _learn(self, codec: str, tried: list[tuple[str, str, InputRejectedError]]) -> None:
+    def _learn(self, codec: str, tried: list[tuple[str, str, FileError]]) -> None:
         with self._lock:
             changed = self._working != codec
             self._working = codec
             for refused, kind, exc in tried:
-                if kind == "format":
+                if kind in ("format", "failure"):
                     self._refused[refused] = exc.message
         if tried and changed:
             log.warning(kv("codec_fallback", url=self.url, codec=codec,
@@ -252,7 +266,21 @@ class CodecLadder:
             log.info(kv("codec", url=self.url, codec=codec))
 
     @staticmethod
-    def _exhausted(tried: list[tuple[str, str, InputRejectedError]], sent: int) -> InputRejectedError:
+    def _failed_alone(exc: FailsAloneError, codec: str, tried: list[tuple[str, str, FileError]],
+                      sent: int) -> FileError:
+        """What a chunk that failed alone in its last codec fails with: the first refusal about its
+        format when there was one (the recording's fault), else the server's failure (transient)."""
+        refusals = [(c, k, e) for c, k, e in tried if isinstance(e, InputRejectedError)]
+        if refusals:
+            return CodecLadder._exhausted(refusals, sent)
+        attempts = exc.attempts + sum(e.attempts for _, _, e in tried)
+        first = tried[0][2] if tried else exc
+        others = ", ".join([c for c, _, _ in tried[1:]] + ([codec] if tried else []))
+        message = first.message + (f" (failed as {others} too)" if others else "")
+        return FailsAloneError(message, path=first.path, hint=first.hint, attempts=attempts)
+
+    @staticmethod
+    def _exhausted(tried: Sequence[tuple[str, str, FileError]], sent: int) -> InputRejectedError:
         first = tried[0][2]
         others = ", ".join(c for c, _, _ in tried[1:])
         message = first.message + (f" (refused as {others} too)" if others else "")

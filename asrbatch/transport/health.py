@@ -7,7 +7,9 @@ when a recording fails for the server's reasons after its retries, and nothing h
 on that server since the request began, it sends a short known clip (shipped with asrbatch)
 with one try and short timeouts.  If the clip fails too, the server is unavailable
 (:class:`~asrbatch.errors.ServerUnavailableError`: the run stops, nothing is blamed); if the
-clip works, the recording's own failure stands (transient, tried again in a later run).
+clip works, the recording's own failure stands (transient, tried again in a later run) as a
+:class:`~asrbatch.errors.FailsAloneError`, which the codec ladder answers by sending the same
+audio once more as plain WAV.
 
 One check at a time per server: requests failing together share its verdict, so a fully
 hung server ends a run within about one request's timeout budget plus one short check.
@@ -24,7 +26,7 @@ from importlib import resources
 from pathlib import Path
 
 from asrbatch.config import RetryConfig, ServerConfig
-from asrbatch.errors import AsrbatchError, RecognitionError, ServerUnavailableError
+from asrbatch.errors import AsrbatchError, FailsAloneError, RecognitionError, ServerUnavailableError
 from asrbatch.log import kv
 from asrbatch.transport.base import Recognition, Recognizer, ServerInfo
 
@@ -115,7 +117,7 @@ class HealthGuard:
                     f"too ({problem})",
                     hint="check the server (its log, GPU memory), then run again; nothing was blamed on the recordings",
                 ) from None
-            raise
+            raise FailsAloneError(exc.message, path=exc.path, hint=exc.hint, attempts=exc.attempts) from exc
         with self._lock:
             self._last_success = max(self._last_success, self._clock())
         return recognition

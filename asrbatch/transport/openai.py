@@ -369,7 +369,7 @@ class OpenAIClient(HttpServerClient):
     def _note_hotwords(self, info: ServerInfo) -> None:
         if not self._hotwords_noted:
             self._hotwords_noted = True
-            log.info(kv("hotwords_field", url=self.settings.url, model=info.model,
+            log.warning(kv("hotwords_field", url=self.settings.url, model=info.model,
                         note=f"funasr-server applies hotwords on /asr (model {ASR_ROUTE_MODEL}) only"))
 
     def _post(self, request: _Request, path: Path, *, name: str, mime: str,

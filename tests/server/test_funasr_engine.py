@@ -31,6 +31,7 @@ import requests
 
 from tests.server import gradio_http
 from tests.support import speech
+from tests.support.faultproxy import FaultProxy, respond
 from tests.support.funasr_models import (
     ASR_TOKENS,
     UNKNOWN,
@@ -38,6 +39,7 @@ from tests.support.funasr_models import (
     offline_environment,
     tiny_funasr_models,  # noqa: F401 (fixture)
 )
+from tests.support.jobs import log_events, place
 from tests.support.servers import (
     FUNASR_GRADIO_VERSION,
     REPO,
@@ -420,7 +422,114 @@ def test_serve_names_a_missing_model_folder(funasr: FunasrSetup, tmp_path: Path)
     assert f"asrbatch server: cannot start: model not found at {tmp_path / 'asr'}" in result.stderr
 
 
-def test_nothing_tried_the_network(funasr: FunasrSetup, server: ServerProcess, probed: dict[str, Any]) -> None:
+# --- FunASR's own funasr-server (funasr.bin.server, as published) on the tiny model ----------
+
+
+@pytest.fixture(scope="module")
+def funasr_server(funasr: FunasrSetup, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """``funasr-server --device cpu --model-path DIR``: FunASR's OpenAI-compatible server, its own
+    code, loading the tiny SeACo-Paraformer as its custom model."""
+    scratch = tmp_path_factory.mktemp("funasr-own-server")
+    port = free_port()
+    command = [
+        str(funasr.python), "-m", "funasr.bin.server", "--host", "127.0.0.1", "--port", str(port),
+        "--device", "cpu", "--model-path", str(funasr.models.asr),
+    ]
+    env = {**os.environ, **funasr.environment(), "TMPDIR": str(scratch)}
+    process = ServerProcess("funasr-server", command, env, port, scratch / "server.log", protocol="openai")
+    with process.start():
+        yield process
+
+
+def recognitions(server: ServerProcess) -> list[str]:
+    """The status of every ``POST /v1/audio/transcriptions`` in the server's access log, in order."""
+    log = server.log_path.read_text(encoding="utf-8", errors="replace")
+    return re.findall(r'"POST /v1/audio/transcriptions HTTP/1\.1" (\d{3})', log)
+
+
+def test_ping_knows_funasr_server_and_the_model_it_loaded(funasr_server: ServerProcess) -> None:
+    result = client("ping", "--url", funasr_server.url, "--deep")
+    assert result.returncode == 0, result.stderr
+    assert f"ok url={funasr_server.url} protocol=openai server=funasr-server" in result.stdout
+    assert "model=custom" in result.stdout  # what it loaded: other names would make it load from the hub
+
+
+def test_run_transcribes_every_format_through_funasr_server(
+    funasr_server: ServerProcess, tmp_path: Path, long_recording: LongRecording
+) -> None:
+    inp, out = tmp_path / "in", tmp_path / "out"
+    sources = {
+        "plain.wav": speech.synthesize(speech.SENTENCES[1]),
+        "stereo.mp3": speech.synthesize(speech.SENTENCES[2], fmt="mp3", rate=44100, channels=2),
+        "phone.m4a": speech.synthesize(speech.SENTENCES[3], fmt="m4a", rate=48000),
+        "archive.flac": speech.synthesize(speech.SENTENCES[4], fmt="flac", rate=44100),
+        "memo.ogg": speech.synthesize(speech.SENTENCES[5], fmt="ogg", rate=48000),
+        "lecture.wav": long_recording.path,
+    }
+    for name, source in sources.items():
+        place(inp, name, source)
+    before = len(recognitions(funasr_server))
+    result = client("run", str(inp), "-o", str(out), "--url", funasr_server.url, "--formats", "txt,json,srt",
+                    "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    assert recognitions(funasr_server)[before:] == ["200"] * len(sources)  # one request each, none failed
+    for name, source in sources.items():
+        stem = Path(name).stem
+        words = (out / f"{stem}.txt").read_text(encoding="utf-8").split()
+        assert words and set(words) <= set(ASR_TOKENS), (name, words)
+        document = json.loads((out / f"{stem}.json").read_text(encoding="utf-8"))
+        assert document["server_version"] == "funasr-server"
+        assert document["audio_seconds"] == pytest.approx(speech.duration(source), abs=0.1)
+        ends = [segment["end"] for segment in document["segments"]]
+        assert ends == sorted(ends) and 0 < ends[-1] <= document["audio_seconds"] + TIME_SLACK, (name, ends)
+        assert (out / f"{stem}.srt").read_text(encoding="utf-8").startswith("1\n00:00:")
+    # The next hourly run finds nothing new and sends nothing.
+    again = client("run", str(inp), "-o", str(out), "--url", funasr_server.url)
+    assert again.returncode == 0, again.stderr
+    assert len(recognitions(funasr_server)) == before + len(sources)
+
+
+def test_audio_funasr_server_keeps_failing_on_goes_again_as_plain_wav(
+    funasr_server: ServerProcess, tmp_path: Path
+) -> None:
+    """funasr-server answers audio its decoder cannot read with a bare 500, like any crash of its
+    own. Where a server's decoder takes WAV but not Ogg Opus (what asrbatch sends by default), the
+    Opus requests fail while the health check's WAV clip passes: the recording goes again as WAV,
+    and the rest of the run sends WAV. The proxy answers Ogg uploads with the server's own answer
+    to undecodable audio, recorded first (this server decodes Opus)."""
+    garbage = b"OggS" + bytes(range(256)) * 8
+    answer = requests.post(funasr_server.url + "/v1/audio/transcriptions", data={"model": "custom"},
+                           files={"file": ("audio.ogg", garbage, "audio/ogg")}, timeout=60)
+    assert (answer.status_code, answer.text) == (500, "Internal Server Error")
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for index in range(3):
+        place(inp, f"call {index}.mp3", speech.synthesize(speech.SENTENCES[6 + index], fmt="mp3", rate=44100))
+    env = {"ASRBATCH_SERVER_RETRY_ATTEMPTS": "2", "ASRBATCH_SERVER_RETRY_INITIAL_WAIT": "0.05",
+           "ASRBATCH_SERVER_RETRY_MAX_WAIT": "0.1", "ASRBATCH_SERVER_RETRY_JITTER": "0"}
+    with FaultProxy(funasr_server.url) as proxy:
+        proxy.add("POST", r"/v1/audio/transcriptions$", respond(500, answer.content, answer.headers["content-type"]),
+                  times=None, when=lambda request: b'.ogg"' in request)
+        result = subprocess.run(
+            [sys.executable, "-m", "asrbatch", "run", str(inp), "-o", str(out), "--url", proxy.url, "--workers", "1"],
+            capture_output=True, text=True, timeout=300, cwd=REPO, env={**os.environ, **env}, check=False,
+        )
+        refused = [hit for hit in proxy.hits if hit.action.startswith("respond")]
+    assert result.returncode == 0, result.stderr
+    for index in range(3):
+        assert (out / f"call {index}.txt").read_text(encoding="utf-8").split(), index
+    log = (out / ".asrbatch" / "asrbatch.log").read_text(encoding="utf-8")
+    failed = log_events(log, "codec_failed")
+    # Two tries as Opus for each recording sent before the server was known to fail on Opus: the one
+    # in the slot and the one prepared ahead, whose tries take turns in it. Then WAV for every request.
+    assert {event["codec"] for event in failed} == {"opus"} and len(refused) == 2 * len(failed) <= 4
+    assert [event["codec"] for event in log_events(log, "codec_fallback")] == ["wav"]
+    assert log_events(log, "health_check_passed")
+    attempts = {event["path"]: int(event["attempts"]) for event in log_events(log, "file")}
+    assert attempts["call 2.mp3"] == 1, attempts
+
+
+def test_nothing_tried_the_network(funasr: FunasrSetup, server: ServerProcess, funasr_server: ServerProcess,
+                                   probed: dict[str, Any]) -> None:
     """Every process above ran with the audit hook; none looked up or connected to another host."""
     assert funasr.network_attempts() == []
     assert not funasr.hub_cache.exists() or not any(funasr.hub_cache.rglob("*")), "something was downloaded"

@@ -20,7 +20,7 @@ import requests
 
 from asrbatch import audio
 from asrbatch.config import AudioConfig, ServerConfig
-from asrbatch.errors import InputRejectedError
+from asrbatch.errors import FailsAloneError, InputRejectedError
 from asrbatch.transport import CodecLadder, connect, send_audio
 from asrbatch.transport.codecs import refusal_kind
 from tests.support import speech
@@ -144,6 +144,27 @@ def test_a_chunk_every_codec_fails_on_fails_with_the_first_reason_and_teaches_no
     message = caught.value.message
     assert "cannot decode audio" in message and "refused as flac, wav, original too" in message
     assert caught.value.permanent and caught.value.attempts == len(audio.CODECS)
+
+
+@pytest.mark.parametrize("gradio_server", ["3.50.2"], indirect=True)
+def test_a_chunk_the_server_fails_on_while_the_check_clip_passes_goes_again_as_wav(
+    gradio_server: ServerProcess, recording: Path, tmp_path: Path, settings_for: Callable[..., ServerConfig],
+) -> None:
+    """A bare 500 for every chunk, none for the health check's clip: the chunk is sent once more as
+    plain WAV (the clip's form); when that fails too, the failure stays the server's (transient),
+    with the attempts of both, and the server is not taught a codec."""
+    with FaultProxy(gradio_server.url) as proxy:
+        proxy.add("POST", PREDICT, respond(500, b"Internal Server Error"), times=None,
+                  when=lambda request: b"ping.wav" not in request)
+        with ladder(settings_for(proxy.url)) as recognizer, chunk_audio(recording, tmp_path / "a") as source:
+            with pytest.raises(FailsAloneError) as caught:
+                send_audio(recognizer, source)
+            assert recognizer.codec is None
+        sent = [hit.size for hit in proxy.hits if hit.action.startswith("respond")]
+    assert len(sent) == 6  # three tries as Opus, three as WAV
+    error = caught.value
+    assert not error.permanent and error.attempts == 6
+    assert "HTTP 500" in error.message and error.message.endswith("(failed as wav too)")
 
 
 def test_a_real_upload_limit_on_gradio_3_moves_to_a_smaller_codec(
