@@ -17,7 +17,14 @@ import asrbatch
 from asrbatch.config import Config, LogConfig, config_variables, load_config
 from asrbatch.console import Console, ConsoleHandler
 from asrbatch.display import RunProgress, WatchDisplay, plan_lines, summary_lines
-from asrbatch.errors import AsrbatchError, ConfigError, ExitCode, ServerUnavailableError
+from asrbatch.errors import (
+    AsrbatchError,
+    ConfigError,
+    EndpointError,
+    ExitCode,
+    FileError,
+    ServerUnavailableError,
+)
 from asrbatch.fsutil import operator_error
 from asrbatch.job import run_job, stop_on_signals
 from asrbatch.log import close_logging, setup_logging
@@ -577,6 +584,13 @@ def ping(url: str | None, config_path: Path | None, deep: bool) -> int:
         raise ServerUnavailableError(
             exc.message, hint="is the server running, and reachable from here (its address, port, firewall)?",
         ) from exc
+    except FileError as exc:  # a deep ping's clip: known good audio, so this is the server's trouble
+        known = f"the server at {config.server.url} answers but did not transcribe a known test clip: {exc.message}"
+        if exc.permanent:
+            raise EndpointError(known, hint="the server refused the clip: check server.* (the function, "
+                                            "its arguments, the codec) against what the server takes") from exc
+        raise ServerUnavailableError(known, hint="look at the server's log (GPU memory, a backend it "
+                                                 "depends on), then ping again") from exc
     finally:
         console.clear()
     click.echo(result.line())

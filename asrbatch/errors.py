@@ -14,8 +14,8 @@ maybe               copied?)                                     ``state.max_run
 the server          5xx of any kind (CUDA out of memory,         retried with backoff; when the
                     internal errors, a message that cannot be    retries are spent and a known test
                     told apart), timeouts, resets, hangs,        clip fails too, the run stops (exit
-                    429, 502/503/504, a closed stream            3) with the rest pending and no
-                                                                 file blamed; otherwise it goes
+                    429, 502/503/504, a closed stream, an app's  3) with the rest pending and no
+                    error report instead of a transcript         file blamed; otherwise it goes
                                                                  once more as plain WAV, then that
                                                                  one recording fails transiently
                                                                  (:class:`FailsAloneError`)

@@ -244,6 +244,10 @@ class Client(HttpServerClient):
                 outputs = self._send(probed, path, name=name, mime=mime, hotwords=words, timeouts=timeouts,
                                      proceed=proceed)
             elapsed = self._clock() - start
+            failure = detect.app_failure(outputs, probed.info.output_index or 0)
+            if failure is not None:
+                # The app caught its own failure (its backend down, out of memory) and returned it.
+                raise TransientError(f"the app answered with an error instead of a transcript: {failure}")
             return outputs
 
         try:

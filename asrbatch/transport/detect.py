@@ -17,6 +17,8 @@ output holds the text is chosen by :func:`choose` (``auto`` settings read the co
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -424,3 +426,75 @@ def output_text(outputs: Sequence[Any], output_index: int) -> str:
         f"output {output_index} is a {type(value).__name__}, not text",
         hint="set server.output_index to the output that holds the text",
     )
+
+
+# -- an app's own error report in place of a transcript ------------------------------------------
+
+_ERROR_WORDS = re.compile(
+    r"\b(?:error|errno|exception|traceback|failed|failure|refused|unavailable|timed out)\b"
+    r"|\bHTTP [45]\d\d\b|错误|失败|异常|出错|超时",
+    re.IGNORECASE,
+)
+_LEADING_ERROR = re.compile(
+    r"\s*(?:traceback \(most recent call last\)"
+    r"|http [45]\d\d\b"
+    r"|(?:\[?error\]?|exception|transcription failed|recognition failed|failed)\s*[:：]"
+    r"|(?:错误|失败|识别失败|出错|异常)\s*[:：])",
+    re.IGNORECASE,
+)
+_ERROR_KEYS = ("error", "err", "exception", "detail", "message", "msg")
+
+
+def app_failure(outputs: Sequence[Any], output_index: int) -> str | None:
+    """The error an app reported *instead of* a transcript, or None.
+
+    Gradio apps often catch their own failures and return them as ordinary outputs, so a call
+    succeeds with an empty transcript beside a status saying what went wrong (FunASR's own
+    Gradio demo answers ``("", "HTTP 500 from ...")`` when its backend fails) or with the error
+    as the "transcript" (``"Error: CUDA out of memory"``).  Taken at face value, the recording
+    would be recorded as silent, or its transcript would be the error.  Found: the text output
+    is empty and another output reports an error, or the text itself opens like an error report.
+    """
+    if output_index >= len(outputs):
+        return None
+    text = outputs[output_index]
+    if isinstance(text, Mapping) and "value" in text:
+        text = text["value"]
+    if isinstance(text, str) and text.strip():
+        return _first_line(text) if _LEADING_ERROR.match(text) else None
+    if text not in (None, ""):
+        return None
+    for index, value in enumerate(outputs):
+        if index != output_index:
+            found = _reported_error(value)
+            if found:
+                return found
+    return None
+
+
+def _reported_error(value: Any) -> str | None:
+    """An error message in one output (text, or the JSON of a details output), else None."""
+    if isinstance(value, Mapping) and set(value) <= {"value", "__type__", "visible"} and "value" in value:
+        value = value["value"]  # gr.update(value=...)
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped[:1] in ("{", "["):
+            with contextlib.suppress(ValueError):
+                value = json.loads(stripped)
+        if isinstance(value, str):
+            return _first_line(value) if _ERROR_WORDS.search(value) else None
+    if isinstance(value, Mapping):
+        for key in _ERROR_KEYS:
+            reported = value.get(key)
+            if isinstance(reported, str) and reported.strip():
+                return _first_line(f"{key}: {reported}")
+            if isinstance(reported, Mapping):
+                inner = _reported_error(reported)
+                if inner:
+                    return inner
+    return None
+
+
+def _first_line(text: str, limit: int = 200) -> str:
+    line = next((part.strip() for part in text.strip().splitlines() if part.strip()), "")
+    return line if len(line) <= limit else line[: limit - 3] + "..."

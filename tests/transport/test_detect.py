@@ -153,3 +153,43 @@ def test_output_text_errors() -> None:
         detect.output_text(["a"], 1)
     with pytest.raises(EndpointError, match="output 0 is a list, not text"):
         detect.output_text([["a"]], 0)
+
+
+# -- an app's own error report in place of a transcript
+
+
+@pytest.mark.parametrize(
+    ("outputs", "reported"),
+    [
+        # FunASR's Gradio demo when its backend fails, and when it cannot reach it.
+        (["", "HTTP 500 from http://gpu:8000/v1/audio/transcriptions: Internal Server Error"],
+         "HTTP 500 from http://gpu:8000/v1/audio/transcriptions: Internal Server Error"),
+        (["", "Transcription failed: <urlopen error [Errno 111] Connection refused>"],
+         "Transcription failed: <urlopen error [Errno 111] Connection refused>"),
+        # The error as the transcript.
+        (["Error: CUDA out of memory. Tried to allocate 2.00 GiB"], "Error: CUDA out of memory. Tried to allocate 2.00 GiB"),
+        (["识别失败：模型未加载"], "识别失败：模型未加载"),
+        (["Traceback (most recent call last):\n  File \"app.py\", line 3"], "Traceback (most recent call last):"),
+        # A details output as JSON, or as a dict, or a gr.update.
+        (["", '{"text": "", "error": "model not loaded"}'], "error: model not loaded"),
+        ([{"__type__": "update", "value": ""}, {"detail": "backend timed out"}], "detail: backend timed out"),
+    ],
+)
+def test_an_apps_error_report_is_not_a_transcript(outputs: list[object], reported: str) -> None:
+    assert detect.app_failure(outputs, 0) == reported
+
+
+@pytest.mark.parametrize(
+    "outputs",
+    [
+        ["", '{"text": "", "error": null, "segments": []}'],  # silence, with an empty error field
+        ["", {"text": "", "segments": []}],
+        ["", "Engine: sphinx, 0 words, 2.1 s of audio"],
+        [None, None],
+        ["The error in the budget was found on Monday."],  # a transcript that mentions an error
+        ["Failed attempts are logged, she said."],
+        ["Transcribed 3 files.", "Transcription failed for none"],  # a transcript beside a status
+    ],
+)
+def test_transcripts_and_quiet_details_are_not_errors(outputs: list[object]) -> None:
+    assert detect.app_failure(outputs, 0) is None
