@@ -131,8 +131,9 @@ class ServerConfig:
         default=API_KEY_ENV,
     )
     send_format: Literal["pcm", "file"] = _doc(
-        "FunASR runtime: pcm sends 16-bit mono WAV recordings as raw samples at their rate (other files "
-        "as they are); file sends every file as it is, its extension as wav_format.",
+        "FunASR runtime: pcm sends every chunk as 16-bit mono samples whatever audio.codec says (FunASR's "
+        "C++ and Python servers both take them); file sends chunks in audio.codec, each as a file with its "
+        "extension as wav_format (the C++ server decodes it).",
         default="pcm",
     )
     hotword_weight: int = _doc("FunASR runtime: the weight given to each hotword.", default=20)

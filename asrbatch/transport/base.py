@@ -61,6 +61,9 @@ class ServerInfo:
     not needed for timed outputs)."""
     output_index: int | None = None
     """Gradio: which of the function's outputs holds the text, as chosen."""
+    codecs: tuple[str, ...] | None = None
+    """The codecs chunks travel in to this server, when it takes only some (the FunASR runtime with
+    ``server.send_format: pcm``: ``wav``, sent as samples); None: any."""
 
     @property
     def label(self) -> str:

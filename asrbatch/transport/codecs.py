@@ -189,7 +189,8 @@ class CodecLadder:
         info = self.inner.probe()
         with self._lock:
             working, refused = self._working, dict(self._refused)
-        candidates = [c for c in audio.codecs if c not in refused] or list(audio.codecs)
+        taken = [c for c in audio.codecs if info.codecs is None or c in info.codecs] or list(audio.codecs)
+        candidates = [c for c in taken if c not in refused] or taken
         codec = working if working in candidates else candidates[0]
         tried: list[tuple[str, str, FileError]] = []
         sent = 0

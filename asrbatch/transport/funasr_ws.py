@@ -2,18 +2,23 @@
 
 One connection per request in flight, one utterance per connection::
 
-    -> {"mode": "offline", "wav_name": "a.wav", "wav_format": "pcm", "audio_fs": 16000,
-        "is_speaking": true, "hotwords": "{\\"阿里巴巴\\": 20}", "itn": true}
-    -> binary frames: 16-bit mono samples (the data of a WAV file), or the whole file as it is
-       (``wav_format`` is then its extension and the server decodes it)
+    -> {"mode": "offline", "chunk_size": [5, 10, 5], "chunk_interval": 10, "wav_name": "a.wav",
+        "wav_format": "pcm", "audio_fs": 16000, "is_speaking": true,
+        "hotwords": "{\\"阿里巴巴\\": 20}", "itn": true}
+    -> binary frames: 16-bit mono samples, 60 ms a frame (the data of a WAV file), or the whole
+       file as it is (``wav_format`` is then its extension and the server decodes it)
     -> {"is_speaking": false}
     <- {"mode": "offline", "wav_name": ..., "text": ..., "is_final": false,
         "timestamp": "[[ms,ms],...]", "stamp_sents": [{"text_seg", "punc", "start", "end", "ts_list"}]}
 
-What the servers do that a client has to live with:
+Two servers speak it: FunASR's C++ server (the runtime SDK images) and FunASR's Python server
+(``runtime/python/websocket/funasr_wss_server.py``).  What they do that a client has to live with:
 
-- the offline C++ server never sets ``is_final``: the first answer whose ``mode`` is offline is
-  the result (as FunASR's own C++ client takes it);
+- the C++ server answers once and never sets ``is_final`` in offline mode; the Python server
+  answers once per stretch of speech its VAD finds (:class:`Answers` gathers them);
+- the Python server treats every binary frame as 16 kHz PCM, whatever ``wav_format`` says, and
+  closes the connection at once when the start frame has no ``chunk_size``: samples are sent
+  (``server.send_format: pcm``, the default: chunks travel as WAV whatever ``audio.codec`` says);
 - hotwords are read from a connection's first text frame only, so every request opens its own
   connection; they are a JSON object of word -> weight *inside a string*;
 - a decoding failure sends nothing at all, and a text frame that is not JSON makes the server
@@ -71,7 +76,15 @@ log = logging.getLogger(__name__)
 PROTOCOL = "funasr-ws"
 KIND = "funasr-runtime"
 FRAME_BYTES = 64 * 1024
-"""Audio bytes per binary frame (the C++ server takes messages of up to 32 MB)."""
+"""Bytes per binary frame of a whole file (the C++ server takes messages of up to 32 MB)."""
+PCM_FRAME_SECONDS = 0.06
+"""Audio per binary frame of samples: 60 ms, as FunASR's clients send (``60 * chunk_size[1] /
+chunk_interval`` ms).  FunASR's Python server runs its VAD on each frame as it arrives and misses
+the ends of speech in a frame that holds more than one."""
+CHUNK_SIZE = (5, 10, 5)
+CHUNK_INTERVAL = 10
+"""What FunASR's C++ and Python clients send in every start frame; FunASR's Python server needs
+them, offline mode too, and closes the connection without an answer when they are missing."""
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
 SUBPROTOCOLS = ("binary",)
 PROBE_NAME = "asrbatch-probe"
@@ -86,7 +99,8 @@ _CONNECT_PARAMETERS = frozenset(inspect.signature(ws_connect).parameters)
 def start_message(*, wav_name: str, wav_format: str, audio_fs: int | None, hotwords: Sequence[str], weight: int,
                   itn: bool) -> str:
     """The first text frame of an offline utterance."""
-    message: dict[str, Any] = {"mode": "offline", "wav_name": wav_name, "wav_format": wav_format}
+    message: dict[str, Any] = {"mode": "offline", "chunk_size": list(CHUNK_SIZE), "chunk_interval": CHUNK_INTERVAL,
+                               "wav_name": wav_name, "wav_format": wav_format}
     if audio_fs is not None:
         message["audio_fs"] = audio_fs
     message["is_speaking"] = True
@@ -100,13 +114,69 @@ def start_message(*, wav_name: str, wav_format: str, audio_fs: int | None, hotwo
 END_MESSAGE = json.dumps({"is_speaking": False})
 
 
-def is_result(message: Any) -> bool:
-    """True for the answer that ends an offline utterance: its mode is offline (``offline``,
-    ``2pass-offline``), whatever ``is_final`` says, or ``is_final`` is true."""
-    if not isinstance(message, Mapping):
-        return False
+def _offline(message: Mapping[str, Any]) -> bool:
     mode = message.get("mode")
-    return (isinstance(mode, str) and mode.endswith("offline")) or message.get("is_final") is True
+    return isinstance(mode, str) and mode.endswith("offline")
+
+
+class Answers:
+    """The answers to one offline utterance, gathered until the last (pure; fed frame by frame).
+
+    The servers that speak this protocol answer differently:
+
+    - FunASR's C++ server: one answer, ``is_final`` false (it never sets it in offline mode);
+    - FunASR's Python server (``runtime/python/websocket``): one answer per stretch of speech its
+      VAD finds, each with ``is_final`` true while audio is still coming, then, for the end
+      message, the rest with ``is_final`` false; from 2026 every answer says ``is_final`` true
+      and an acknowledgement with ``is_end`` true (and an ``error`` when something failed) ends
+      the utterance.
+
+    So: offline answers are gathered until one says ``is_end`` or does not say ``is_final``
+    true.  One answer is the result as it is (its timings included); several are joined into
+    one text, without timings (each piece's are counted from its own start).
+    """
+
+    def __init__(self) -> None:
+        self.pieces: list[dict[str, Any]] = []
+        self.errors: list[str] = []
+        self.done = False
+
+    def add(self, message: Any) -> bool:
+        """Take one decoded frame; True once the utterance's answers are complete."""
+        if not isinstance(message, Mapping) or self.done:
+            return self.done
+        error = message.get("error")
+        if isinstance(error, str) and error.strip():
+            self.errors.append(error.strip())
+        if _offline(message) and "text" in message:
+            self.pieces.append(dict(message))
+        ended = message.get("is_end") is True or (_offline(message) and message.get("is_final") is not True)
+        self.done = ended
+        return ended
+
+    def result(self) -> dict[str, Any]:
+        """The answer to the utterance: one piece as it came, or the pieces' texts joined."""
+        if len(self.pieces) == 1:
+            answer = dict(self.pieces[0])
+        else:
+            texts = [str(piece.get("text") or "").strip() for piece in self.pieces]
+            answer = {"mode": "offline", "text": join_pieces([text for text in texts if text]),
+                      "pieces": len(self.pieces)}
+            if self.pieces:
+                answer["wav_name"] = self.pieces[0].get("wav_name")
+        if self.errors:
+            answer["error"] = "; ".join(self.errors)
+        return answer
+
+
+def join_pieces(texts: Sequence[str]) -> str:
+    """Texts of consecutive stretches of speech as one: side by side where either side is Chinese."""
+    joined = ""
+    for text in texts:
+        if joined and not (_wide(joined[-1]) or _wide(text[0])):
+            joined += " "
+        joined += text
+    return joined
 
 
 def _wide(character: str) -> bool:
@@ -228,7 +298,8 @@ def audio_for(path: Path, send_format: str) -> Audio:
 
 def _wav_frames(path: Path) -> Iterator[bytes]:
     with wave.open(str(path), "rb") as reader:
-        while chunk := reader.readframes(FRAME_BYTES // 2):
+        samples = max(1, round(reader.getframerate() * PCM_FRAME_SECONDS))
+        while chunk := reader.readframes(samples):
             yield chunk
 
 
@@ -415,7 +486,8 @@ class FunasrWsClient(ServerClient):
             )
         self._latency = self._clock() - start
         # Offline answers carry stamp_sents (sentence timings) with the punctuation model the images load.
-        return ServerInfo(url=self.settings.url, protocol=PROTOCOL, kind=KIND, timings=True)
+        codecs = ("wav",) if self.settings.send_format == "pcm" else None
+        return ServerInfo(url=self.settings.url, protocol=PROTOCOL, kind=KIND, timings=True, codecs=codecs)
 
     def transcribe(
         self,
@@ -451,6 +523,9 @@ class FunasrWsClient(ServerClient):
         (answer, elapsed), attempts = recognise_with_retries(attempt, self.settings, sleep=self._sleep, path=path,
                                                              name=name)
         text = str(answer.get("text") or "").strip()
+        if answer.get("pieces", 1) != 1:
+            # FunASR's Python server: one answer per stretch of speech, untimed in the recording.
+            log.info(kv("ws_pieces", url=self.settings.url, name=name, pieces=answer["pieces"]))
         log.debug(kv("recognized", url=self.settings.url, name=name, attempts=attempts, seconds=f"{elapsed:.3f}",
                      chars=len(text), text=text))
         return Recognition(text=text, server_seconds=elapsed, attempts=attempts, outputs=(answer,),
@@ -482,6 +557,7 @@ class FunasrWsClient(ServerClient):
         return answer
 
     def _answer(self, exchange: _Exchange, timeouts: Timeouts, deadline: float, what: str) -> dict[str, Any]:
+        answers = Answers()
         while True:
             left = deadline - self._clock()
             if left <= 0 or exchange.expired.is_set():
@@ -503,10 +579,10 @@ class FunasrWsClient(ServerClient):
             except ValueError:
                 log.debug(kv("ws_ignored", url=self.settings.url, frame=frame[:200]))
                 continue
-            if is_result(answer):
-                return dict(answer)
+            if answers.add(answer):
+                return answers.result()
             log.debug(kv("ws_partial", url=self.settings.url, mode=answer.get("mode") if isinstance(answer, dict)
-                         else None))
+                         else None, pieces=len(answers.pieces)))
 
     def _too_late(self, timeouts: Timeouts, what: str) -> RetryableError:
         return RetryableError(
@@ -538,5 +614,5 @@ def _closed(exc: BaseException, url: str, what: str) -> RetryableError:
     return RetryableError(f"connection to {url} failed while sending {what}: {exc}", reason="connection reset")
 
 
-__all__ = ["FunasrWsClient", "answer_segments", "audio_for", "classify_connect_error", "is_result", "join_tokens",
+__all__ = ["FunasrWsClient", "answer_segments", "audio_for", "classify_connect_error", "Answers", "join_pieces", "join_tokens",
            "start_message", "text_tokens", "tls_context"]

@@ -528,8 +528,68 @@ def test_audio_funasr_server_keeps_failing_on_goes_again_as_plain_wav(
     assert attempts["call 2.mp3"] == 1, attempts
 
 
+# --- FunASR's own Python WebSocket server (runtime/python/websocket, as published) ----------
+
+WSS_LAUNCHER = REPO / "tests" / "support" / "apps" / "run_funasr_wss_server.py"
+
+
+@pytest.fixture(scope="module")
+def funasr_wss_server(funasr: FunasrSetup, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """``funasr_wss_server.py`` with the tiny models: the VAD, the offline recogniser and the
+    punctuation model it loads (its streaming model, unused in offline mode, is the same folder)."""
+    scratch = tmp_path_factory.mktemp("funasr-wss-server")
+    port = free_port()
+    models = funasr.models
+    command = [
+        str(funasr.python), str(WSS_LAUNCHER), "--host", "127.0.0.1", "--port", str(port),
+        "--asr_model", str(models.asr), "--asr_model_online", str(models.asr), "--vad_model", str(models.vad),
+        "--punc_model", str(models.punc), "--ngpu", "0", "--device", "cpu", "--ncpu", "1", "--certfile", "",
+    ]
+    # Its own audit: the server as published asks PyPI for a newer FunASR at every model it loads.
+    (scratch / "network-attempts.log").write_text("", encoding="utf-8")
+    env = {**os.environ, **funasr.environment(), "ASRBATCH_NETWORK_AUDIT": str(scratch / "network-attempts.log")}
+    process = ServerProcess("funasr_wss_server", command, env, port, scratch / "server.log", protocol="funasr-ws")
+    with process.start():
+        yield process
+
+
+def test_ping_reaches_funasrs_python_websocket_server(funasr_wss_server: ServerProcess) -> None:
+    result = client("ping", "--url", funasr_wss_server.url, "--deep")
+    assert result.returncode == 0, result.stderr
+    assert f"ok url={funasr_wss_server.url} protocol=funasr-ws" in result.stdout
+    assert int(re.search(r"text_chars=(\d+)", result.stdout).group(1)) > 0  # type: ignore[union-attr]
+
+
+def test_run_through_funasrs_python_websocket_server_keeps_every_stretch_of_speech(
+    funasr_wss_server: ServerProcess, tmp_path: Path, long_recording: LongRecording
+) -> None:
+    """The server answers once per stretch of speech its VAD finds: the transcript of a recording
+    with pauses holds every answer, not the first. Samples travel as 60 ms frames of PCM (the
+    server reads every frame as such), whatever the codec for other servers."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    place(inp, "lecture.wav", long_recording.path)
+    place(inp, "call.mp3", speech.synthesize(speech.SENTENCES[9], fmt="mp3", rate=44100, channels=2))
+    result = client("run", str(inp), "-o", str(out), "--url", funasr_wss_server.url)
+    assert result.returncode == 0, result.stderr
+    log = (out / ".asrbatch" / "asrbatch.log").read_text(encoding="utf-8")
+    pieces = [int(event["pieces"]) for event in log_events(log, "ws_pieces")]
+    assert len(pieces) == 1 and pieces[0] >= 4, pieces  # the lecture: sixteen sentences, pauses of 2.5-3 s
+    lecture = (out / "lecture.txt").read_text(encoding="utf-8")
+    call = (out / "call.txt").read_text(encoding="utf-8")
+    assert call.strip() and len(lecture) > 4 * len(call), (lecture, call)
+    assert "Exception" not in funasr_wss_server.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+def test_funasrs_python_websocket_server_only_looks_for_a_newer_funasr(funasr_wss_server: ServerProcess) -> None:
+    """What the published server tries beyond this machine: FunASR's update check (AutoModel without
+    ``disable_update``), one per model; nothing else, and the client nothing at all."""
+    attempts = (funasr_wss_server.log_path.parent / "network-attempts.log").read_text(encoding="utf-8").split("\n")
+    looked_up = {line.split()[1] for line in attempts if line.startswith("getaddrinfo")}
+    assert looked_up <= {"pypi.org"}, attempts
+
+
 def test_nothing_tried_the_network(funasr: FunasrSetup, server: ServerProcess, funasr_server: ServerProcess,
-                                   probed: dict[str, Any]) -> None:
+                                   funasr_wss_server: ServerProcess, probed: dict[str, Any]) -> None:
     """Every process above ran with the audit hook; none looked up or connected to another host."""
     assert funasr.network_attempts() == []
     assert not funasr.hub_cache.exists() or not any(funasr.hub_cache.rglob("*")), "something was downloaded"

@@ -1,7 +1,5 @@
 """Reading /config: generation, functions, checks (on /config documents recorded from real servers).
 
-pytestmark = pytest.mark.unit
-
 The samples in ``data/`` come from a four-tab app shaped like the Paraformer WebUI with two extra
 buttons: fn 4 = recognize with ``api_name=False``, fn 5 = recognize with ``api_name="asr"``
 (components trimmed to id and type).
@@ -21,6 +19,7 @@ from asrbatch.transport import detect
 
 DATA = Path(__file__).parent / "data"
 VERSIONS = ("3.50.2", "4.44.1", "6.31.0")
+pytestmark = pytest.mark.unit
 
 
 def load(version: str) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from websockets.sync.server import ServerConnection, serve
 from asrbatch.config import RetryConfig, ServerConfig
 from asrbatch.errors import EndpointError, InputRejectedError, RecognitionError, ServerUnavailableError
 from asrbatch.transport import FunasrWsClient, client_for, connect_one, ping
-from asrbatch.transport.funasr_ws import answer_segments, start_message
+from asrbatch.transport.funasr_ws import Answers, answer_segments, start_message
 from tests.support import speech
 from tests.support.faultproxy import FaultProxy, respond
 from tests.support.servers import (
@@ -273,7 +273,8 @@ def test_a_socket_dropped_before_the_result_is_retried(tone: Path, settings_for:
     assert recognition.text == f"scripted {runtime.audio_bytes[-1]} bytes"
     pcm_bytes = len(speech.pcm(tone))
     assert runtime.audio_bytes == [pcm_bytes, pcm_bytes]  # the samples, without the WAV header
-    assert runtime.starts[0] == {"mode": "offline", "wav_name": tone.name, "wav_format": "pcm", "audio_fs": 16000,
+    assert runtime.starts[0] == {"mode": "offline", "chunk_size": [5, 10, 5], "chunk_interval": 10,
+                                 "wav_name": tone.name, "wav_format": "pcm", "audio_fs": 16000,
                                  "is_speaking": True, "itn": True}
 
 
@@ -375,3 +376,54 @@ def test_sentence_stamps_of_the_cpp_server_become_segments_in_seconds() -> None:
     assert (only.start, only.end, only.text) == (0.1, 1.0, "你好，世界。")
     assert [(w.text, w.start) for w in only.words] == [("你", 0.1), ("好", 0.3), ("世", 0.6), ("界", 0.8)]
     assert answer_segments({"text": "", "mode": "offline"}) == ()
+
+
+# -- gathering the answers of one utterance (pure), as each server sends them
+
+
+def gathered(messages: list[dict[str, Any]]) -> tuple[dict[str, Any], int]:
+    """What :class:`Answers` makes of *messages*, and how many it read before the last."""
+    answers = Answers()
+    for read, message in enumerate(messages, start=1):
+        if answers.add(message):
+            return answers.result(), read
+    raise AssertionError(f"still waiting after {len(messages)} messages")
+
+
+def test_the_cpp_servers_one_answer_is_the_result_as_it_came() -> None:
+    answer = {"is_final": False, "mode": "offline", "text": "今天天气不错。", "wav_name": "a",
+              "timestamp": "[[100,300],[300,500]]", "stamp_sents": []}
+    result, read = gathered([answer, {"mode": "offline", "text": "never read", "is_final": False}])
+    assert (result, read) == (answer, 1)
+
+
+def test_the_python_servers_pieces_are_joined_until_the_answer_to_the_end() -> None:
+    """funasr_wss_server.py before 2026: one answer per stretch of speech, ``is_final`` = whether
+    audio was still coming; the answer to the end message says false."""
+    pieces = [{"mode": "offline", "text": "今天天气不错，", "wav_name": "a", "is_final": True},
+              {"mode": "offline", "text": "我们去公园。", "wav_name": "a", "is_final": True},
+              {"mode": "offline", "text": "Then we go home.", "wav_name": "a", "is_final": False}]
+    result, read = gathered(pieces)
+    assert read == 3 and result["text"] == "今天天气不错，我们去公园。Then we go home."
+    assert "timestamp" not in result and "stamp_sents" not in result  # each piece's times are its own
+    english, _ = gathered([{"mode": "offline", "text": "Good morning.", "is_final": True},
+                           {"mode": "offline", "text": "See you.", "is_final": False}])
+    assert english["text"] == "Good morning. See you."
+
+
+def test_the_2026_python_server_ends_with_an_acknowledgement() -> None:
+    """From 2026 every answer says ``is_final`` true; ``is_end`` ends the utterance, with ``error``
+    when the server failed."""
+    result, read = gathered([{"mode": "offline", "text": "第一句。", "is_final": True, "spk_name": "unknown"},
+                             {"mode": "offline", "text": "第二句。", "is_final": True, "spk_name": "unknown"},
+                             {"mode": "offline", "wav_name": "a", "is_final": True, "is_end": True}])
+    assert (result["text"], read) == ("第一句。第二句。", 3)
+    failed, _ = gathered([{"mode": "offline", "wav_name": "a", "is_final": False, "is_end": True,
+                           "error": "offline inference failed: CUDA out of memory"}])
+    assert failed["text"] == "" and failed["error"] == "offline inference failed: CUDA out of memory"
+
+
+def test_online_partials_and_other_frames_are_not_pieces() -> None:
+    result, read = gathered([{"mode": "2pass-online", "text": "今天", "is_final": False}, "not a dict",
+                             {"mode": "2pass-offline", "text": "今天天气不错。", "is_final": False}])
+    assert (result["text"], read) == ("今天天气不错。", 3)
