@@ -113,7 +113,12 @@ def test_a_demo_whose_backend_is_down_stops_the_run_and_blames_no_recording(
         assert wer(sentence, (out / Path(name).with_suffix(".txt")).read_text(encoding="utf-8")) <= 0.2, name
 
 
-def test_the_demo_is_run_as_published() -> None:
-    """The copy under tests/support/apps is FunASR's file, byte for byte, below a three-line note."""
-    published = FUNASR_DEMO.read_bytes().split(b"\n", 3)[3]
-    assert hashlib.sha256(published).hexdigest() == "6afdc071c83c0cb913aeeffed6748490dc6b2f992b107e9b219d7722dbefa607"
+@pytest.mark.parametrize(("name", "digest"), [
+    ("funasr_openai_gradio_app.py", "6afdc071c83c0cb913aeeffed6748490dc6b2f992b107e9b219d7722dbefa607"),
+    ("funasr_wss_server.py", "4122265c08490e01f513b2995d6293c5b60f4edeb903b3fbb749297f56786cc5"),
+])
+def test_the_third_party_files_are_run_as_published(name: str, digest: str) -> None:
+    """The copies under tests/support/apps are FunASR's files, byte for byte, below a three-line note
+    naming the commit they come from."""
+    published = (FUNASR_DEMO.parent / name).read_bytes().split(b"\n", 3)[3]
+    assert hashlib.sha256(published).hexdigest() == digest
