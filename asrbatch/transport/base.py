@@ -125,10 +125,58 @@ class Recognizer(Protocol):
         ...
 
 
-_Client = TypeVar("_Client", bound="ServerClient")
+_Closing = TypeVar("_Closing", bound="Closing")
 
 
-class ServerClient:
+class Closing:
+    """``with`` for anything that has :meth:`close` (clients, guards, pools)."""
+
+    def __enter__(self: _Closing) -> _Closing:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release what is held (nothing here)."""
+
+
+class RecognizerWrapper(Closing):
+    """A :class:`Recognizer` around another (a health guard, a codec ladder): what a subclass does
+    not override goes to :attr:`inner`."""
+
+    def __init__(self, inner: Recognizer) -> None:
+        self.inner = inner
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.inner!r})"
+
+    def probe(self) -> ServerInfo:
+        return self.inner.probe()
+
+    @property
+    def capacity(self) -> int:
+        return self.inner.capacity
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def transcribe(
+        self,
+        path: Path,
+        *,
+        name: str | None = None,
+        mime: str | None = None,
+        duration: float | None = None,
+        hotwords: Sequence[str] | str = (),
+        proceed: Callable[[], bool] | None = None,
+    ) -> Recognition:
+        return self.inner.transcribe(path, name=name, mime=mime, duration=duration, hotwords=hotwords,
+                                     proceed=proceed)
+
+
+class ServerClient(Closing):
     """What every client of one server shares: its settings, the injected sleep and clock, the
     recognition slots (:attr:`capacity` of them) and use as a context manager.  Subclasses probe
     the server and call :meth:`_open_slots` once they know it.
@@ -149,16 +197,6 @@ class ServerClient:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(url={self.settings.url!r})"
-
-    def __enter__(self: _Client) -> _Client:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Release what the client holds between requests (nothing here)."""
 
     def _reported_limit(self) -> int | None:
         """The recognitions at once the server said it runs, once probed (None: it does not say)."""

@@ -27,12 +27,11 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Protocol, runtime_checkable
 
 from asrbatch.errors import FailsAloneError, FileError, InputRejectedError
 from asrbatch.log import kv
-from asrbatch.transport.base import Recognition, Recognizer, ServerInfo
+from asrbatch.transport.base import Recognition, Recognizer, RecognizerWrapper, ServerInfo
 
 log = logging.getLogger(__name__)
 
@@ -125,14 +124,14 @@ def accepts(info: ServerInfo, encoded_name: str) -> bool:
     return True
 
 
-class CodecLadder:
+class CodecLadder(RecognizerWrapper):
     """A :class:`Recognizer` around one server's client that remembers which codec the server takes.
 
     Thread-safe; what it learns holds for the rest of the run (the object's life).
     """
 
     def __init__(self, inner: Recognizer, url: str) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.url = url
         self._lock = threading.Lock()
         self._working: str | None = None
@@ -140,44 +139,11 @@ class CodecLadder:
         self._refused: dict[str, str] = {}
         """Codecs the server refused for their format, with the reason."""
 
-    def __repr__(self) -> str:
-        return f"CodecLadder({self.inner!r})"
-
-    def probe(self) -> ServerInfo:
-        return self.inner.probe()
-
-    @property
-    def capacity(self) -> int:
-        return self.inner.capacity
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def __enter__(self) -> CodecLadder:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
     @property
     def codec(self) -> str | None:
         """The codec this server was found to take after refusing another (None: none refused)."""
         with self._lock:
             return self._working
-
-    def transcribe(
-        self,
-        path: Path,
-        *,
-        name: str | None = None,
-        mime: str | None = None,
-        duration: float | None = None,
-        hotwords: Sequence[str] | str = (),
-        proceed: Callable[[], bool] | None = None,
-    ) -> Recognition:
-        return self.inner.transcribe(path, name=name, mime=mime, duration=duration, hotwords=hotwords,
-                                     proceed=proceed)
 
     def transcribe_audio(
         self,

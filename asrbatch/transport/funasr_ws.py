@@ -36,7 +36,6 @@ the middle of sending.  Works with websockets 11 and later (its synchronous clie
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import socket
@@ -70,6 +69,7 @@ from asrbatch.transport.base import (
 )
 from asrbatch.transport.retry import call_with_retries, recognise_with_retries, unavailable
 from asrbatch.transport.session import RetryableError, Timeouts, server_failure
+from asrbatch.transport.websocket import CONNECT_PARAMETERS, tls_options
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,6 @@ MAX_ANSWER_BYTES = 16 * 1024 * 1024
 SUBPROTOCOLS = ("binary",)
 PROBE_NAME = "asrbatch-probe"
 CLOSE_TIMEOUT = 2.0
-_CONNECT_PARAMETERS = frozenset(inspect.signature(ws_connect).parameters)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,20 +312,6 @@ def _file_frames(path: Path) -> Iterator[bytes]:
 # Connections
 
 
-def tls_context(settings: ServerConfig) -> ssl.SSLContext | None:
-    """The TLS context of a ``wss://`` URL after ``server.verify_tls``; None for ``ws://``."""
-    if not settings.url.startswith("wss://"):
-        return None
-    if settings.verify_tls is False:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    if isinstance(settings.verify_tls, str):
-        return ssl.create_default_context(cafile=settings.verify_tls)
-    return ssl.create_default_context()
-
-
 def _status_of(exc: BaseException) -> int | None:
     """The HTTP status of a refused handshake (websockets 11-13 and 14+ say it differently)."""
     response = getattr(exc, "response", None)
@@ -386,13 +371,11 @@ class _Exchange:
             "ping_interval": None,  # the runtime server sends no pings; the timeouts here do the job
             "user_agent_header": "asrbatch",
         }
-        context = tls_context(settings)
-        if context is not None:
-            kwargs["ssl" if "ssl" in _CONNECT_PARAMETERS else "ssl_context"] = context
+        kwargs.update(tls_options(settings, settings.url))
         self.expired = threading.Event()
         try:
             # Entered as a context manager, which every websockets from 11 on supports (17 wants it).
-            self._opener = ws_connect(settings.url, **{k: v for k, v in kwargs.items() if k in _CONNECT_PARAMETERS})
+            self._opener = ws_connect(settings.url, **{k: v for k, v in kwargs.items() if k in CONNECT_PARAMETERS})
             self.connection: ClientConnection = self._opener.__enter__()
         except (OSError, EOFError, websockets.exceptions.WebSocketException) as exc:
             raise classify_connect_error(exc, settings.url) from None
@@ -615,4 +598,4 @@ def _closed(exc: BaseException, url: str, what: str) -> RetryableError:
 
 
 __all__ = ["FunasrWsClient", "answer_segments", "audio_for", "classify_connect_error", "Answers", "join_pieces", "join_tokens",
-           "start_message", "text_tokens", "tls_context"]
+           "start_message", "text_tokens"]

@@ -23,7 +23,6 @@ generator's state between its steps.  A read timeout and the overall deadline bo
 
 from __future__ import annotations
 
-import inspect
 import json
 import ssl
 import uuid
@@ -48,6 +47,7 @@ from asrbatch.transport.session import (
     server_failure,
     unquote,
 )
+from asrbatch.transport.websocket import tls_options
 
 ROUTE = "/queue/join"
 WHAT = f"the websocket queue {ROUTE}"
@@ -126,20 +126,6 @@ def websocket_url(base: str, route: str = ROUTE) -> str:
     return url
 
 
-def _tls_context(settings: ServerConfig) -> ssl.SSLContext:
-    if settings.verify_tls is False:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    if isinstance(settings.verify_tls, str):
-        return ssl.create_default_context(cafile=settings.verify_tls)
-    return ssl.create_default_context()
-
-
-_CONNECT_PARAMETERS = frozenset(inspect.signature(connect).parameters)
-
-
 def _connect(session: requests.Session, settings: ServerConfig, timeouts: Timeouts) -> ClientConnection:
     url = websocket_url(settings.url)
     cookies = "; ".join(f"{cookie.name}={cookie.value}" for cookie in session.cookies)
@@ -151,9 +137,7 @@ def _connect(session: requests.Session, settings: ServerConfig, timeouts: Timeou
         "close_timeout": timeouts.connect,
         "max_size": MAX_MESSAGE,
     }
-    if url.startswith("wss://"):
-        # websockets 13 renamed ssl_context to ssl.
-        options["ssl" if "ssl" in _CONNECT_PARAMETERS else "ssl_context"] = _tls_context(settings)
+    options.update(tls_options(settings, url))
     try:
         return connect(url, **options)
     except websockets.exceptions.InvalidStatus as exc:

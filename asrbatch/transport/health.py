@@ -28,7 +28,7 @@ from pathlib import Path
 from asrbatch.config import RetryConfig, ServerConfig
 from asrbatch.errors import AsrbatchError, FailsAloneError, RecognitionError, ServerUnavailableError
 from asrbatch.log import kv
-from asrbatch.transport.base import Recognition, Recognizer, ServerInfo
+from asrbatch.transport.base import Recognition, Recognizer, RecognizerWrapper
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def check_settings(settings: ServerConfig) -> ServerConfig:
     )
 
 
-class HealthGuard:
+class HealthGuard(RecognizerWrapper):
     """A :class:`Recognizer` around one server's client that checks the server before blaming a file.
 
     *checker* builds the client that sends the check clip (from :func:`check_settings`).
@@ -69,7 +69,7 @@ class HealthGuard:
         clip: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.settings = settings
         self._checker = checker
         self._clip = clip or check_clip()
@@ -79,19 +79,6 @@ class HealthGuard:
         self._last_success = float("-inf")
         self._last_check: tuple[float, str | None] | None = None
         """When the last check finished and why it failed (None: the server worked)."""
-
-    def __repr__(self) -> str:
-        return f"HealthGuard({self.inner!r})"
-
-    def probe(self) -> ServerInfo:
-        return self.inner.probe()
-
-    @property
-    def capacity(self) -> int:
-        return self.inner.capacity
-
-    def close(self) -> None:
-        self.inner.close()
 
     def transcribe(
         self,

@@ -21,14 +21,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import requests
 
 from asrbatch.config import WEBSOCKET_SCHEMES, ServerConfig
 from asrbatch.errors import EndpointError, TransientError
-from asrbatch.transport.base import Recognition, Recognizer, ServerInfo, request_limit
+from asrbatch.transport.base import Closing, Recognition, Recognizer, ServerInfo, request_limit
 from asrbatch.transport.openai import Routes, model_ids
 from asrbatch.transport.retry import call_with_retries, unavailable
 from asrbatch.transport.session import build_session, classify_exception, classify_status, join
@@ -107,7 +106,7 @@ def _finding(response: requests.Response) -> str:
     return f"answered HTTP {response.status_code} ({kind}), not a model list"
 
 
-class AutoClient:
+class AutoClient(Closing):
     """A :class:`Recognizer` for ``server.protocol: auto`` on an http(s) URL.
 
     Its first probe identifies the protocol (retried like any probe) and builds that
@@ -134,13 +133,6 @@ class AutoClient:
 
     def __repr__(self) -> str:
         return f"AutoClient(url={self.settings.url!r}, protocol={self.protocol!r})"
-
-    def __enter__(self) -> AutoClient:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     def close(self) -> None:
         if self._inner is not None:

@@ -20,7 +20,7 @@ from typing import Any
 import requests
 
 from asrbatch.config import ServerConfig
-from asrbatch.errors import AsrbatchError, EndpointError, RecognitionError
+from asrbatch.errors import AsrbatchError, RecognitionError
 from asrbatch.transport import payload
 from asrbatch.transport.detect import Function
 from asrbatch.transport.session import (
@@ -32,6 +32,7 @@ from asrbatch.transport.session import (
     join,
     server_failure,
     unquote,
+    uploaded_path,
 )
 
 ROUTE = "/api/predict/"
@@ -99,13 +100,7 @@ def upload(
         return None
     if response.status_code != 200:
         raise classify_status(response, what)
-    try:
-        paths = response.json()
-    except ValueError:
-        raise RecognitionError(f"server answered {what} with something that is not JSON") from None
-    if not isinstance(paths, list) or not paths or not isinstance(paths[0], str):
-        raise EndpointError(f"server answered {what} with {str(paths)[:100]!r}, not a list of paths")
-    return paths[0]
+    return uploaded_path(response, what)
 
 
 def predict_uploaded(

@@ -29,12 +29,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from asrbatch.config import RetryConfig, ServerConfig
 from asrbatch.errors import AsrbatchError, EndpointError, RecognitionError, ServerUnavailableError
 from asrbatch.log import kv
-from asrbatch.transport.base import Recognition, Recognizer, ServerInfo, request_limit
+from asrbatch.transport.base import Closing, Recognition, Recognizer, ServerInfo, request_limit
 from asrbatch.transport.codecs import AudioSource, send_audio
 
 log = logging.getLogger(__name__)
@@ -95,7 +94,7 @@ class _Member:
         return self.settings.url
 
 
-class ServerPool:
+class ServerPool(Closing):
     """Several ASR servers behind one :class:`~asrbatch.transport.base.Recognizer`; thread-safe.
 
     *settings* gives the servers (``urls``, or ``url`` alone) and everything else each
@@ -138,13 +137,6 @@ class ServerPool:
 
     def __repr__(self) -> str:
         return f"ServerPool(urls={[m.url for m in self._members]!r})"
-
-    def __enter__(self) -> ServerPool:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     def close(self) -> None:
         """Close every server's client; probes still running are ignored from now on."""

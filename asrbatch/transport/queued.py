@@ -55,6 +55,7 @@ from asrbatch.transport.session import (
     join,
     server_failure,
     unquote,
+    uploaded_path,
 )
 
 log = logging.getLogger(__name__)
@@ -310,13 +311,7 @@ def upload(
         raise classify_exception(exc, what) from None
     if response.status_code != 200:
         raise classify_status(response, what, max_file_size=max_file_size)
-    try:
-        paths = response.json()
-    except ValueError:
-        raise RecognitionError(f"server answered {what} with something that is not JSON") from None
-    if not isinstance(paths, list) or not paths or not isinstance(paths[0], str):
-        raise EndpointError(f"server answered {what} with {str(paths)[:100]!r}, not a list of paths")
-    return paths[0]
+    return uploaded_path(response, what)
 
 
 def _post(session: requests.Session, base: str, route: str, body: dict[str, Any], timeouts: Timeouts,

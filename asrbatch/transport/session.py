@@ -212,6 +212,17 @@ def classify_status(response: requests.Response, what: str, *, max_file_size: in
     return server_failure(detail or None, what, status=status)
 
 
+def uploaded_path(response: requests.Response, what: str) -> str:
+    """The server's path of the file a Gradio ``POST /upload`` took (its answer: a JSON list of paths)."""
+    try:
+        paths = response.json()
+    except ValueError:
+        raise RecognitionError(f"server answered {what} with something that is not JSON") from None
+    if not isinstance(paths, list) or not paths or not isinstance(paths[0], str):
+        raise EndpointError(f"server answered {what} with {str(paths)[:100]!r}, not a list of paths")
+    return paths[0]
+
+
 def error_detail(response: requests.Response, limit: int = 200) -> str:
     """A short message from an error body (JSON ``detail``/``error`` or text), '' when none."""
     try:
