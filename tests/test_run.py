@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -191,15 +192,24 @@ def test_kill_9_mid_run_then_rerun_finishes_exactly_once(server: ServerProcess, 
             [sys.executable, "-m", "asrbatch", "run", str(inp), "-o", str(out), "--url", proxy.url],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
         )
+        def done() -> set[str]:
+            if not (out / ".asrbatch" / "ledger.sqlite3").exists():
+                return set()
+            try:
+                return {k for k, row in ledger_rows(out).items() if row["outcome"] == "done"}
+            except sqlite3.OperationalError:  # the run is still creating its tables
+                return set()
+
         try:
             deadline = time.monotonic() + 60
-            while len(list(out.glob("r*.txt"))) < 3 or proxy.count("POST", RECOGNITION) < 4:
+            # A transcript is renamed into place, then recorded: wait for the third record, not its file.
+            while len(done()) < 3 or proxy.count("POST", RECOGNITION) < 4:
                 assert time.monotonic() < deadline and process.poll() is None, "run did not progress"
                 time.sleep(0.02)
         finally:
             process.send_signal(signal.SIGKILL)
             process.wait()
-    done_before = {k for k, row in ledger_rows(out).items() if row["outcome"] == "done"}
+    done_before = done()
     assert done_before == set(keys[:3])
     rerun = cli("run", str(inp), "-o", str(out), "--url", server.url)
     assert rerun.returncode == 0, rerun.stderr
