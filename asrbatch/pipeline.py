@@ -114,6 +114,10 @@ class _Work:
     server_seconds: float = 0.0
 
 
+HARVEST_SECONDS = 0.2
+"""While a recording waits for a request permit, how often it saves the chunks that came back."""
+
+
 class Pipeline:
     """Processes recordings one at a time per thread; shared by the run's worker threads."""
 
@@ -291,7 +295,8 @@ class Pipeline:
             else:
                 to_send.append(chunk)
         # The chunks of one recording go out as request slots allow: the next one is encoded and
-        # uploaded while the server recognises the current one.  Each finished chunk is saved at once.
+        # uploaded while the server recognises the current one.  Each finished chunk is saved as it comes
+        # back (within HARVEST_SECONDS).
         in_flight: set[concurrent.futures.Future[ChunkResult]] = set()
         failure: BaseException | None = None
 
@@ -316,14 +321,21 @@ class Pipeline:
                     failure = Pending(self.stop.left_for_next_run())
                 if failure is not None:
                     break
-                while in_flight and not self._requests.acquire(blocking=False):
-                    finished, in_flight = concurrent.futures.wait(
-                        in_flight, return_when=concurrent.futures.FIRST_COMPLETED)
+                # A permit frees when any request of the run ends, this recording's or another's: take
+                # it at once (the next chunk is then encoded and uploaded while this one is recognised),
+                # and meanwhile save what has come back.
+                acquired = False
+                while failure is None:
+                    acquired = self._requests.acquire(timeout=HARVEST_SECONDS if in_flight else None)
+                    finished = {future for future in in_flight if future.done()}
+                    in_flight -= finished
                     harvest(finished)
+                    if acquired:
+                        break
                 if failure is not None:
+                    if acquired:
+                        self._requests.release()
                     break
-                if not in_flight:
-                    self._requests.acquire()
                 try:
                     self._keep_claim(recording)
                 except BaseException:
