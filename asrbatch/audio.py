@@ -16,7 +16,7 @@ chunk.  A chunk whose every 10 ms frame is below ``silence_threshold`` is
 marked silent and needs no request.
 
 What travels is a :class:`ChunkAudio`: the chunk exported on demand in the codec the
-server is sent (``audio.codec``: Ogg Opus at ``audio.bitrate``, FLAC, 16-bit WAV, or the
+server is sent (``audio.codec``: Ogg Vorbis or Ogg Opus at about ``audio.bitrate``, FLAC, 16-bit WAV, or the
 recording's own bytes when it is sent whole), each codec encoded at most once.  The
 decoded WAV stays the working copy: pauses, silence and chunk boundaries never depend
 on the codec.
@@ -102,11 +102,17 @@ LOW_DISK_BYTES = 16 * 1024 * 1024
 """Free space below which a failing decode is blamed on the disk, not the recording."""
 _DISK_MESSAGES = ("no space left on device", "disk quota exceeded", "read-only file system")
 
-CODECS = ("opus", "flac", "wav", "original")
+CODECS = ("vorbis", "opus", "flac", "wav", "original")
 """Ways a chunk can travel, in the order a server that refuses one is offered the next."""
-CODEC_SUFFIXES = {"opus": ".ogg", "flac": ".flac", "wav": ".wav"}
-"""File name endings of the encoded chunks: Ogg Opus as ``.ogg``, the name every server
-generation and the OpenAI-style APIs know."""
+CODEC_SUFFIXES = {"vorbis": ".ogg", "opus": ".ogg", "flac": ".flac", "wav": ".wav"}
+"""File name endings of the encoded chunks as the server sees them: Ogg Vorbis and Ogg Opus as
+``.ogg``, the name every server generation and the OpenAI-style APIs know."""
+VORBIS_QUALITY_KBITS = ((0, 16), (1, 18), (2, 21), (3, 24), (4, 27), (5, 30), (6, 33), (7, 37), (8, 42),
+                        (9, 46), (10, 50))
+"""libvorbis's VBR qualities 0-10 and what each takes on festival speech at 16 kHz mono, in kbit/s
+(two minutes of the network benchmark's lecture, ffmpeg 5.1).  Vorbis is encoded at the quality
+nearest ``audio.bitrate``: libvorbis's bitrate mode refuses many rates at 16 kHz (below 16 kbit/s,
+above about 100), its quality mode none."""
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 """Input rates libopus takes; other sample rates are encoded at 48 kHz."""
 OPUS_COMPLEXITY = 0
@@ -304,7 +310,7 @@ class ChunkAudio:
         seconds = max(self.chunk.duration, 0.0)
         if codec == "original":
             return self.prepared.info.size
-        if codec == "opus":
+        if codec in ("opus", "vorbis"):
             return int(seconds * self.bitrate * 1000 / 8 * 1.03) + 4096
         wav = int(seconds * self.prepared.sample_rate) * SAMPLE_WIDTH + 44
         return wav if codec == "wav" else wav * 6 // 10
@@ -335,14 +341,16 @@ class ChunkAudio:
         if codec == "wav":
             return Encoded(wav, wav.name, mime_type(wav.name), codec, wav.stat().st_size)
         assert prepared.directory is not None
-        target = prepared.directory / f"{wav.stem}{CODEC_SUFFIXES[codec]}"
+        # Vorbis and Opus both end in .ogg on the wire; on disk each has a name of its own.
+        target = prepared.directory / f"{wav.stem}.{codec}{CODEC_SUFFIXES[codec]}"
         if self._cpu is not None:
             with self._cpu:
                 _encode_wav(wav, target, codec, self.bitrate, self.complexity, prepared.sample_rate, chunk.duration)
         else:
             _encode_wav(wav, target, codec, self.bitrate, self.complexity, prepared.sample_rate, chunk.duration)
         self._temporary.append(target)
-        return Encoded(target, target.name, mime_type(target.name), codec, target.stat().st_size)
+        name = f"{wav.stem}{CODEC_SUFFIXES[codec]}"
+        return Encoded(target, name, mime_type(name), codec, target.stat().st_size)
 
     def cleanup(self) -> None:
         """Delete the files this chunk's encodes wrote."""
@@ -360,16 +368,24 @@ class ChunkAudio:
         self.cleanup()
 
 
+def vorbis_quality(kbits: int) -> int:
+    """The libvorbis quality whose speech bitrate is nearest *kbits* (:data:`VORBIS_QUALITY_KBITS`)."""
+    return min(VORBIS_QUALITY_KBITS, key=lambda pair: (abs(pair[1] - kbits), pair[0]))[0]
+
+
 def _encode_wav(wav: Path, target: Path, codec: str, bitrate: int, complexity: int, sample_rate: int,
                 seconds: float) -> None:
     """Encode the 16-bit mono *wav* as *codec* into *target* (atomically) with ffmpeg."""
-    if codec == "opus":
+    if codec == "vorbis":
+        # At the decoded rate: servers decode it straight to the 16 kHz their engines take.
+        options = ["-c:a", "libvorbis", "-q:a", str(vorbis_quality(bitrate)), "-f", "ogg"]
+    elif codec == "opus":
         rate = sample_rate if sample_rate in OPUS_RATES else 48000
         options = ["-ar", str(rate), "-c:a", "libopus", "-b:a", f"{bitrate}k", "-compression_level", str(complexity),
                    "-f", "ogg"]
     elif codec == "flac":
         options = ["-c:a", "flac", "-f", "flac"]
-    else:  # pragma: no cover - the callers pass opus or flac
+    else:  # pragma: no cover - the callers pass vorbis, opus or flac
         raise ValueError(f"not an encoded codec: {codec}")
     partial = target.with_name(target.name + ".part")
     command = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-i", _ff_path(wav), "-map_metadata", "-1",

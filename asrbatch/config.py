@@ -238,13 +238,14 @@ class AudioConfig:
         "Utterances longer than this many seconds (or than max_chunk) are cut again at their longest inner pause.",
         default=10.0
     )
-    codec: Literal["opus", "flac", "wav", "original"] = _doc(
-        "How each chunk travels: opus (Ogg Opus at bitrate), flac, wav (16-bit PCM), or original (the "
-        "recording's own bytes when it is sent whole, else wav). A server that refuses it gets the next "
-        "one that it takes (opus, flac, wav, original).",
-        default="opus",
+    codec: Literal["vorbis", "opus", "flac", "wav", "original"] = _doc(
+        "How each chunk travels: vorbis (Ogg Vorbis at 16 kHz, about bitrate), opus (Ogg Opus at bitrate), "
+        "flac, wav (16-bit PCM), or original (the recording's own bytes when it is sent whole, else wav). "
+        "A server that refuses it gets the next one that it takes (vorbis, opus, flac, wav, original).",
+        default="vorbis",
     )
-    bitrate: int = _doc("Opus bitrate in kbit/s (6-256).", default=32)
+    bitrate: int = _doc("Bitrate of vorbis and opus in kbit/s (6-256; vorbis takes the quality nearest it).",
+                        default=32)
 
 
 @dataclass(frozen=True)

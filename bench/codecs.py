@@ -31,14 +31,38 @@ sys.path.insert(0, str(REPO))
 from asrbatch import audio  # noqa: E402
 from asrbatch.config import AudioConfig  # noqa: E402
 from tests.support import speech  # noqa: E402
+from tests.support.servers import gradio_python  # noqa: E402
 from tests.support.wer import wer  # noqa: E402
 
 VARIANTS: tuple[tuple[str, int, int], ...] = (
-    ("wav", 0, 0), ("flac", 0, 0), ("opus", 12, 0), ("opus", 16, 0), ("opus", 24, 0), ("opus", 32, 0),
-    ("opus", 48, 0), ("opus", 24, 10), ("opus", 32, 10),
+    ("wav", 0, 0), ("flac", 0, 0), ("vorbis", 16, 0), ("vorbis", 24, 0), ("vorbis", 32, 0), ("vorbis", 48, 0),
+    ("opus", 12, 0), ("opus", 16, 0), ("opus", 24, 0), ("opus", 32, 0), ("opus", 48, 0), ("opus", 24, 10),
+    ("opus", 32, 10),
 )
-"""(codec, Opus kbit/s, Opus encoder complexity)."""
-DEFAULT = ("opus", AudioConfig().bitrate, audio.OPUS_COMPLEXITY)
+"""(codec, kbit/s (audio.bitrate), Opus encoder complexity)."""
+ENCODED = ("vorbis", "opus", "flac")
+DEFAULT = (AudioConfig().codec, AudioConfig().bitrate, audio.OPUS_COMPLEXITY if AudioConfig().codec == "opus" else 0)
+GRADIO = "3.50.2"
+"""The Gradio whose decoding of uploads is timed (the generation the Paraformer WebUI is mostly found on)."""
+SERVER_DECODE = """
+import sys, time, warnings
+from pathlib import Path
+warnings.simplefilter("ignore")
+from gradio import processing_utils
+from asrbatch.server.audio import decode_to_wav
+source, scratch = Path(sys.argv[1]), Path(sys.argv[2])
+best = float("inf")
+for _ in range(3):
+    started = time.perf_counter()
+    rate, data = processing_utils.audio_from_file(str(source))
+    processing_utils.audio_to_file(rate, data, str(scratch / "gradio.wav"), format="wav")
+    decode_to_wav(scratch / "gradio.wav", scratch / "input.wav")
+    best = min(best, time.perf_counter() - started)
+print(best, rate)
+"""
+"""What a Gradio 3 server does with an upload before its engine starts: Gradio's ``gr.Audio`` decodes
+it with pydub (ffprobe, then ffmpeg, for anything but PCM WAV) and writes it out as WAV; the reference
+server resamples that to 16 kHz mono with ffmpeg unless it already is."""
 CHUNK_SECONDS = 60.0
 """Length of the chunk whose encoding is timed (audio.max_chunk's default)."""
 NOISE_DB = 20.0
@@ -55,11 +79,15 @@ class Row:
     errors: float = 0.0
     words: int = 0
     encode_cpu: float = 0.0
+    server_decode: float = 0.0
+    decoded_rate: int = 0
     noisy_errors: float = 0.0
     noisy_words: int = 0
 
     @property
     def label(self) -> str:
+        if self.codec == "vorbis":
+            return f"vorbis {self.bitrate} kbit/s (quality {audio.vorbis_quality(self.bitrate)})"
         return f"{self.codec} {self.bitrate} kbit/s, complexity {self.complexity}" if self.bitrate else self.codec
 
     @property
@@ -91,25 +119,39 @@ def sphinx_cache() -> Path:
 
 
 def encoding_cpu(rows: list[Row], sentences: Sequence[str], workdir: Path) -> None:
-    """ffmpeg's CPU seconds per audio hour to encode one chunk of CHUNK_SECONDS, best of three."""
+    """ffmpeg's CPU seconds per audio hour to encode one chunk of CHUNK_SECONDS, best of three; and the
+    seconds a Gradio 3 server takes to decode that chunk before its engine starts (SERVER_DECODE)."""
     long = speech.concat([speech.synthesize(s) for s in sentences], 0.5)
     looped = workdir / "chunk.wav"
     subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-stream_loop", "-1", "-i", str(long), "-t",
                     str(CHUNK_SECONDS), "-c:a", "pcm_s16le", str(looped)], check=True)
     info = audio.probe(looped)
     for row in rows:
-        if row.codec not in ("opus", "flac"):
-            continue
         settings = AudioConfig(codec=row.codec, bitrate=row.bitrate or 32)  # type: ignore[arg-type]
         with audio.prepare(looped, info, settings, workdir / "cpu") as prepared:
             best = float("inf")
-            for _ in range(3):
+            for _ in range(3 if row.codec in ENCODED else 1):
                 with audio.ChunkAudio(prepared, prepared.chunks[0], settings) as source_audio:
                     source_audio.complexity = row.complexity
                     before = children_cpu()
-                    source_audio.encode(row.codec)
+                    encoded = source_audio.encode(row.codec)
                     best = min(best, children_cpu() - before)
+                    kept = workdir / f"timed{encoded.path.suffix}"
+                    shutil.copyfile(encoded.path, kept)
         row.encode_cpu = best / CHUNK_SECONDS * 3600
+        row.server_decode, row.decoded_rate = server_decode(kept, workdir)
+
+
+def server_decode(path: Path, workdir: Path) -> tuple[float, int]:
+    """Seconds (best of three) a Gradio 3 server takes from *path* to the engine's input, and the rate
+    Gradio decoded it at."""
+    scratch = workdir / "server-decode"
+    scratch.mkdir(exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    completed = subprocess.run([str(gradio_python(GRADIO)), "-c", SERVER_DECODE, str(path), str(scratch)],
+                               env=env, capture_output=True, text=True, check=True)
+    seconds, rate = completed.stdout.split()
+    return float(seconds), int(rate)
 
 
 def measure(sentences: Sequence[str], workdir: Path) -> list[Row]:
@@ -150,14 +192,16 @@ def render(rows: list[Row], sentences: int, elapsed: float) -> str:
     wav = next(r for r in rows if r.codec == "wav")
     words = wav.words
     lines = [
-        "| codec | MB per audio hour | vs WAV | WER clean | WER with noise at -20 dB | encoding CPU per audio hour |",
-        "|---|---|---|---|---|---|",
+        "| codec | MB per audio hour | vs WAV | WER clean | WER with noise at -20 dB | encoding CPU per audio hour | "
+        f"Gradio {GRADIO} server: decoding one {CHUNK_SECONDS:.0f} s chunk (rate Gradio decodes at) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         default = " (default)" if (row.codec, row.bitrate, row.complexity) == DEFAULT else ""
-        cpu = f"{row.encode_cpu:.1f} s" if row.codec in ("opus", "flac") else "-"
+        cpu = f"{row.encode_cpu:.1f} s" if row.codec in ENCODED else "-"
         lines.append(f"| {row.label}{default} | {row.mb_per_hour:.1f} | {row.size / wav.size:.3f} | "
-                     f"{row.errors / row.words:.3f} | {row.noisy_errors / row.noisy_words:.3f} | {cpu} |")
+                     f"{row.errors / row.words:.3f} | {row.noisy_errors / row.noisy_words:.3f} | {cpu} | "
+                     f"{row.server_decode:.3f} s ({row.decoded_rate / 1000:g} kHz) |")
     return f"""<!-- bench/codecs.py -->
 # Codecs: bytes on the wire against recognition
 
@@ -171,14 +215,18 @@ as recorders make), each clean and with pink noise {NOISE_DB:.0f} dB below the s
 `asrbatch.audio.prepare` (16 kHz mono 16-bit WAV) and `asrbatch.audio.ChunkAudio` (the codec), then through
 PocketSphinx after an ffmpeg decode to 16 kHz, as the reference server's sphinx engine hears it.  WER is
 word errors over reference words, all sentences together.  Opus runs at encoder complexity 0
-(asrbatch's setting, `asrbatch.audio.OPUS_COMPLEXITY`) and, for comparison, 10 (libopus's default).
+(asrbatch's setting, `asrbatch.audio.OPUS_COMPLEXITY`) and, for comparison, 10 (libopus's default);
+Vorbis at the libvorbis quality whose speech bitrate is nearest the one asked (`asrbatch.audio.vorbis_quality`).
 One word is {1 / words:.3f} of WER here; PocketSphinx adapts to the audio from one utterance to the
 next, so hearing the same files in another order can move a figure by a word or two (its answers
 are kept under `.cache/bench/codecs-sphinx`, so reruns hear each file as before).  Bytes are the encoded files (Ogg
-Opus with its container, FLAC, WAV with its header), per hour of audio; on the wire the HTTP
+Vorbis and Opus with their container, FLAC, WAV with its header), per hour of audio; on the wire the HTTP
 request adds a few hundred bytes per request (multipart headers).  Encoding CPU is ffmpeg's (user +
 system) for one {CHUNK_SECONDS:.0f} s chunk of that speech (best of three, process start included),
-per hour of audio, on this shared machine.
+per hour of audio, on this shared machine.  The server's decoding is what a Gradio {GRADIO} server with
+the reference app does with that chunk before its engine starts, inside the request's slot: Gradio's
+`gr.Audio` reads it with pydub (ffprobe, then ffmpeg, for anything but PCM WAV) and writes it out as WAV,
+and the app resamples what is not 16 kHz mono (Opus always decodes at 48 kHz) with ffmpeg; best of three.
 
 Rerun: `.venv/bin/python bench/codecs.py` (writes this section; the others are kept).
 <!-- end of bench/codecs.py -->

@@ -21,19 +21,25 @@ the Paraformer WebUI is mostly found on):
   rate of each client's transcripts against the text the corpus was spoken from.
 
 asrbatch runs with ``--workers`` equal to the server's slots (Gradio 3 reports none) and its
-default settings (Ogg Opus at 32 kbit/s), and in the speed cases once more with ``audio.codec:
-wav`` (what the codec costs the server per request); the seed baseline (``bench/baseline_seed.py``) sends
-each whole file as a base64 data URL and waits, one at a time.
+default settings (Ogg Vorbis at about 32 kbit/s), and in the speed cases once more with ``audio.codec:
+wav`` and ``audio.codec: opus`` (what the codec costs the server per request); the seed baseline
+(``bench/baseline_seed.py``) sends each whole file as a base64 data URL and waits, one at a time.
+From the server's log, each run's idle slot time is split into the time before its first
+recognition and the gaps between recognitions (each gap: what the server did for the next request
+before its engine started, and whatever the client kept it waiting).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import itertools
 import json
 import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -255,6 +261,10 @@ class ClientRun:
     busy: float = 0.0
     requests: int = 0
     peak_in_progress: int = 0
+    first_start: float | None = None
+    """Seconds from the client's start to the server's first recognition."""
+    median_gap: float | None = None
+    """Median time between one recognition's end and the next one's start (one slot)."""
     wer: float | None = None
     words: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -288,7 +298,7 @@ def run_client(label: str, kind: str, target: str, arguments: Sequence[str], ser
     env.update(settings or {})
     before = system_info(server)
     with (workdir / f"{name}.stderr").open("w") as errors:
-        started = time.monotonic()
+        started, began = time.monotonic(), time.time()
         completed = subprocess.run([sys.executable, "-c", WRAPPER, str(report), kind, target, *arguments],
                                    cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=errors, check=False)
         wall = time.monotonic() - started
@@ -296,12 +306,45 @@ def run_client(label: str, kind: str, target: str, arguments: Sequence[str], ser
         tail = (workdir / f"{name}.stderr").read_text(errors="replace")[-3000:]
         raise RuntimeError(f"{label} exited {completed.returncode}:\n{tail}")
     after = system_info(server)
-    return ClientRun(
+    run = ClientRun(
         label, wall, json.loads(report.read_text())["bytes_sent"], corpus.audio_seconds, slots,
         busy=float(after["Engine busy"].split()[0]) - float(before["Engine busy"].split()[0]),
         requests=int(after["Requests served"]) - int(before["Requests served"]),
         peak_in_progress=int(after.get("Peak requests in progress", "0")),
     )
+    spans = recognitions(server, began, began + wall, options_rtf(server))
+    if spans:
+        run.first_start = spans[0][0] - began
+        gaps = [later[0] - earlier[1] for earlier, later in itertools.pairwise(spans)]
+        run.median_gap = statistics.median(gaps) if gaps and slots == 1 else None
+    return run
+
+
+RECOGNISED = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*event=recognize .*audio_s=([\d.]+) .*status=ok")
+
+
+def options_rtf(server: ServerProcess) -> float:
+    """The simulate engine's seconds per audio second, from the server's command line (0 for sphinx)."""
+    command = list(server.command)
+    return float(command[command.index("--simulate-rtf") + 1]) if "--simulate-rtf" in command else 0.0
+
+
+def recognitions(server: ServerProcess, began: float, ended: float, rtf: float) -> list[tuple[float, float]]:
+    """(start, end) of each recognition in the server's log between *began* and *ended*, in order.
+
+    A log line carries its recognition's end; with the simulate engine the start is the end minus
+    *rtf* x its audio.  The sphinx engine's runs are not timed this way (empty list).
+    """
+    if not rtf:
+        return []
+    spans = []
+    for line in server.log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+        match = RECOGNISED.match(line)
+        if match:
+            end = datetime.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            if began <= end <= ended + 1:
+                spans.append((end - rtf * float(match.group(2)), end))
+    return sorted(spans)
 
 
 def asrbatch_client(corpus: Corpus, server: ServerProcess, slots: int, workdir: Path, label: str) -> ClientRun:
@@ -313,14 +356,21 @@ def asrbatch_client(corpus: Corpus, server: ServerProcess, slots: int, workdir: 
     return run
 
 
-def asrbatch_wav_client(corpus: Corpus, server: ServerProcess, slots: int, workdir: Path, label: str) -> ClientRun:
-    """asrbatch sending 16 kHz WAV (``audio.codec: wav``): what the codec costs the server per request."""
-    out = workdir / f"out-{slug(label)}"
-    run = run_client(label, "module", "asrbatch", ["run", str(corpus.folder), "-o", str(out), "--min-age", "0",
-                                                   "--url", server.url, "--workers", str(slots), "-v"],
-                     server, corpus, slots, workdir, {"ASRBATCH_AUDIO_CODEC": "wav"})
-    run.extra["out"] = str(out)
-    return run
+def codec_client(codec: str) -> Any:
+    """A client: asrbatch sending *codec* (``audio.codec``), to show what the codec costs the server per request."""
+    def client(corpus: Corpus, server: ServerProcess, slots: int, workdir: Path, label: str) -> ClientRun:
+        out = workdir / f"out-{slug(label)}"
+        run = run_client(label, "module", "asrbatch", ["run", str(corpus.folder), "-o", str(out), "--min-age", "0",
+                                                       "--url", server.url, "--workers", str(slots), "-v"],
+                         server, corpus, slots, workdir, {"ASRBATCH_AUDIO_CODEC": codec})
+        run.extra["out"] = str(out)
+        return run
+    client.__name__ = f"asrbatch_{codec}_client"
+    return client
+
+
+OTHER_CODECS = ("wav", "opus")
+"""asrbatch's other codecs in the speed cases: 16 kHz WAV (no decoding on the server) and Ogg Opus."""
 
 
 def seed_client(corpus: Corpus, server: ServerProcess, slots: int, workdir: Path, label: str) -> ClientRun:
@@ -364,13 +414,14 @@ def inside(options: argparse.Namespace) -> int:
         else:
             extra = ["--concurrency", str(options.slots)]
         runs = []
-        clients = [asrbatch_client, seed_client] + ([asrbatch_wav_client] if options.engine == "simulate" else [])
-        names = {asrbatch_client: "asrbatch", seed_client: "seed", asrbatch_wav_client: "asrbatch wav"}
-        for client in clients:
+        clients = [(asrbatch_client, "asrbatch"), (seed_client, "seed")]
+        if options.engine == "simulate":
+            clients += [(codec_client(codec), f"asrbatch {codec}") for codec in OTHER_CODECS]
+        for client, client_name in clients:
             # A fresh server for each client: its counters, upload folder and caches start empty.
             with start_server(GRADIO, engine=options.engine, log_dir=workdir / f"server-{client.__name__}",
                               extra_args=extra) as server:
-                label = f"{names[client]} {options.label}"
+                label = f"{client_name} {options.label}"
                 log(f"{label}: {corpus.files} recordings, {corpus.audio_seconds / 60:.1f} min of audio")
                 run = client(corpus, server, options.slots, workdir, label)
                 if options.engine == "sphinx":
@@ -402,8 +453,12 @@ def case(mbit: int, slots: int, engine: str, options: argparse.Namespace, label:
 def detail_row(run: ClientRun, link_mbit: float) -> str:
     idle = (run.wall * run.slots - run.busy) / run.requests if run.requests else 0.0
     return (f"| {run.label} | {link_mbit:.1f} Mbit/s | {run.wall:.1f} | {run.busy:.1f} | {run.utilisation:.3f} | "
-            f"{run.requests} | {idle:.2f} | {run.peak_in_progress} | {run.bytes_sent / 1e6:.2f} | "
-            f"{run.mb_per_audio_hour:.1f} |")
+            f"{run.requests} | {idle:.2f} | {seconds(run.first_start)} | {seconds(run.median_gap, 3)} | "
+            f"{run.peak_in_progress} | {run.bytes_sent / 1e6:.2f} | {run.mb_per_audio_hour:.1f} |")
+
+
+def seconds(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def mark(ok: bool) -> str:
@@ -415,14 +470,16 @@ def render(cases: list[dict[str, Any]], wer_case: dict[str, Any], corpus: Corpus
     rows = ["| link, server slots | measurement | asrbatch | seed baseline | asrbatch / seed | target | met |",
             "|---|---|---|---|---|---|---|"]
     detail = ["| run | link measured | wall s | server busy s | utilisation | requests | idle slot s per request | "
-              "peak in progress | MB sent | MB per audio hour |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "first recognition after s | median gap between recognitions s | peak in progress | MB sent | "
+              "MB per audio hour |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for data in cases:
-        ours, seed, wav = data["runs"]
+        ours, seed, *others = data["runs"]
         where = f"{data['mbit']} Mbit/s, {data['slots']} slot{'s' if data['slots'] > 1 else ''}"
         rows.append(f"| {where} | utilisation | {ours.utilisation:.3f} | {seed.utilisation:.3f} | - | "
                     f">= {TARGETS['utilisation']} | {mark(ours.utilisation >= TARGETS['utilisation'])} |")
-        rows.append(f"| {where} | utilisation, asrbatch with `audio.codec: wav` ({wav.mb_per_audio_hour:.0f} MB per "
-                    f"audio hour) | {wav.utilisation:.3f} | {seed.utilisation:.3f} | - | - | - |")
+        for other, codec in zip(others, OTHER_CODECS, strict=True):
+            rows.append(f"| {where} | utilisation, asrbatch with `audio.codec: {codec}` ({other.mb_per_audio_hour:.0f} "
+                        f"MB per audio hour) | {other.utilisation:.3f} | {seed.utilisation:.3f} | - | - | - |")
         if data["slots"] == 1:
             wall_ratio = ours.wall / seed.wall
             bytes_ratio = ours.bytes_sent / seed.bytes_sent
@@ -434,7 +491,7 @@ def render(cases: list[dict[str, Any]], wer_case: dict[str, Any], corpus: Corpus
         else:
             rows.append(f"| {where} | wall time | {ours.wall:.1f} s | {seed.wall:.1f} s | "
                         f"{ours.wall / seed.wall:.2f} | - | - |")
-        for run in (ours, wav, seed):
+        for run in (ours, *others, seed):
             detail.append(detail_row(run, data["link_mbit"]))
     ours, seed = wer_case["runs"]
     assert ours.wer is not None and seed.wer is not None

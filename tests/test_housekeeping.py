@@ -91,7 +91,7 @@ def test_nothing_moves_before_the_transcript_and_ledger_are_safe(proxy: FaultPro
     assert files(inp) == {"a.wav"} and files(done) == files(failed) == set()
 
     # The server fails on it (transient, tried again next run): it stays, even with failed_dir set.
-    # (Only on the recording, as Opus and as WAV: the health check's clip goes through, so the server
+    # (Only on the recording, as Vorbis and as WAV: the health check's clip goes through, so the server
     # is not down.)
     proxy.add("POST", RECOGNITION, respond(500), times=None, when=lambda request: b"ping.wav" not in request)
     transient = cli("run", str(inp), "-o", str(out), "--url", proxy.url, "-c", str(config))

@@ -36,22 +36,27 @@ def test_each_codec_writes_the_file_its_name_says(tmp_path: Path) -> None:
     settings = AudioConfig(bitrate=24)
     prepared = audio.prepare(recording, audio.probe(recording), settings, tmp_path)
     with prepared, audio.ChunkAudio(prepared, prepared.chunks[0], settings) as chunk:
-        assert chunk.codecs == ("opus", "flac", "wav", "original")
-        opus, flac, wav, original = (chunk.encode(codec) for codec in chunk.codecs)
+        seconds = chunk.duration
+        assert chunk.codecs == ("vorbis", "opus", "flac", "wav", "original")
+        vorbis, opus, flac, wav, original = (chunk.encode(codec) for codec in chunk.codecs)
         assert chunk.encode("opus") is opus  # encoded once
         assert (opus.name, opus.mime) == ("audio.ogg", "audio/ogg")
         assert ffprobe(opus.path) == {"codec_name": "opus", "sample_rate": "48000", "channels": 1, "format": "ogg"}
+        # Both travel as .ogg; on disk each has its own file.
+        assert (vorbis.name, vorbis.mime) == ("audio.ogg", "audio/ogg") and vorbis.path != opus.path
+        assert ffprobe(vorbis.path) == {"codec_name": "vorbis", "sample_rate": "16000", "channels": 1,
+                                        "format": "ogg"}
+        assert vorbis.size < 24_000 / 8 * seconds * 1.3 + 8192  # quality 3 (about 24 kbit/s), codebooks included
         assert ffprobe(flac.path)["codec_name"] == "flac" and flac.name == "audio.flac"
         assert ffprobe(wav.path) == {"codec_name": "pcm_s16le", "sample_rate": "16000", "channels": 1,
                                      "format": "wav"}
         assert original.path == recording and original.name == recording.name and original.mime == "audio/mp4"
-        seconds = chunk.duration
         assert opus.size < 24_000 / 8 * seconds * 1.3 + 4096  # 24 kbit/s, container included
         assert opus.size < flac.size < wav.size
-        for encoded in (opus, flac, wav):
+        for encoded in (opus, vorbis, flac, wav):
             assert encoded.size == encoded.path.stat().st_size == chunk.estimated_size(encoded.codec)
-        assert abs(speech.duration(opus.path) - seconds) < 0.05
-        written = [opus.path, flac.path]
+            assert abs(speech.duration(encoded.path) - seconds) < 0.05
+        written = [opus.path, vorbis.path, flac.path]
         chunk.cleanup()
         assert not any(path.exists() for path in written)  # deleted with the chunk
         assert wav.path.exists() and recording.exists()  # the working copy stays until the recording is done
@@ -63,7 +68,7 @@ def test_chunks_of_a_long_recording_never_travel_as_the_original(long_recording:
     with audio.prepare(long_recording, audio.probe(long_recording), settings, tmp_path) as prepared:
         assert len(prepared.chunks) >= 3
         chunk = audio.ChunkAudio(prepared, prepared.chunks[1], settings)
-        assert chunk.codecs == ("wav", "flac", "opus")
+        assert chunk.codecs == ("wav", "flac", "opus", "vorbis")
         with chunk:
             encoded = chunk.encode("wav")
             assert encoded.name == "chunk-0001.wav"
@@ -84,10 +89,11 @@ def test_unconverted_recordings_travel_as_they_are(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("preferred", "order"), [
-    ("opus", ("opus", "flac", "wav", "original")),
-    ("flac", ("flac", "wav", "original", "opus")),
-    ("wav", ("wav", "original", "flac", "opus")),
-    ("original", ("original", "wav", "flac", "opus")),
+    ("vorbis", ("vorbis", "opus", "flac", "wav", "original")),
+    ("opus", ("opus", "flac", "wav", "original", "vorbis")),
+    ("flac", ("flac", "wav", "original", "opus", "vorbis")),
+    ("wav", ("wav", "original", "flac", "opus", "vorbis")),
+    ("original", ("original", "wav", "flac", "opus", "vorbis")),
 ])
 def test_codecs_are_offered_in_the_fallback_order(preferred: str, order: tuple[str, ...]) -> None:
     assert audio.codec_order(preferred) == order
@@ -106,5 +112,16 @@ def test_codec_settings_are_checked(tmp_path: Path) -> None:
     assert (config.audio.codec, config.audio.bitrate) == ("flac", 24)
     with pytest.raises(ConfigError) as caught:
         load_config(env={"ASRBATCH_AUDIO_CODEC": "mp3", "ASRBATCH_AUDIO_BITRATE": "500"})
-    assert "audio.codec: must be one of opus, flac, wav, original, not 'mp3'" in caught.value.problems
+    assert "audio.codec: must be one of vorbis, opus, flac, wav, original, not 'mp3'" in caught.value.problems
     assert "audio.bitrate: must be between 6 and 256 (kbit/s)" in caught.value.problems
+
+
+@pytest.mark.parametrize("kbits", [16, 24, 32, 48])
+def test_vorbis_comes_out_at_about_the_bitrate_asked(long_recording: Path, tmp_path: Path, kbits: int) -> None:
+    """libvorbis has no bitrate mode at 16 kHz for many rates; the quality chosen lands near it."""
+    settings = AudioConfig(codec="vorbis", bitrate=kbits)
+    with audio.prepare(long_recording, audio.probe(long_recording), settings, tmp_path) as prepared, \
+            audio.ChunkAudio(prepared, prepared.chunks[0], settings) as chunk:
+        encoded = chunk.encode("vorbis")
+        measured = encoded.size * 8 / chunk.duration / 1000
+    assert 0.7 * kbits <= measured <= 1.3 * kbits, f"{measured:.1f} kbit/s for {kbits}"

@@ -355,7 +355,7 @@ def test_server_failing_on_a_file_is_retried_on_later_runs_then_waits_for_retry(
             assert "without saying why" in result.stderr and "(failed as wav too)" in result.stderr
             row = ledger_rows(out)["a.wav"]
             assert (row["failed_runs"], row["permanent"]) == (attempt, 0)
-        # Per run: two tries as Opus, a health check, two tries as WAV, a health check.
+        # Per run: two tries as Vorbis, a health check, two tries as WAV, a health check.
         assert proxy.count("POST", RECOGNITION) == 2 * 6
         given_up = cli(*args)
         assert given_up.returncode == 0 and proxy.count("POST", RECOGNITION) == 12

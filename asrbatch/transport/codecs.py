@@ -7,9 +7,9 @@ refuses the payload, it tries the next codec at once, before anything is blamed:
 
 - a refusal about the format (the server's decoder failed on it, an unsupported type: any
   message :class:`~asrbatch.errors.InputRejectedError` carries that is not about size) ->
-  the next codec in the source's order (``opus -> flac -> wav -> original``);
+  the next codec in the source's order (``vorbis -> opus -> flac -> wav -> original``);
 - a refusal about size (HTTP 413, "too large", larger than the ``max_file_size`` the server
-  announces, checked before anything is sent) -> the largest of ``wav``, ``flac``, ``opus``
+  announces, checked before anything is sent) -> the largest of ``wav``, ``flac``, ``vorbis``, ``opus``
   estimated to be smaller (lossless before lossy);
 - a failure the server keeps having with this chunk while it recognises the health check's
   clip (:class:`~asrbatch.errors.FailsAloneError`: FunASR's ``funasr-server`` answers a plain

@@ -493,10 +493,10 @@ def test_audio_funasr_server_keeps_failing_on_goes_again_as_plain_wav(
     funasr_server: ServerProcess, tmp_path: Path
 ) -> None:
     """funasr-server answers audio its decoder cannot read with a bare 500, like any crash of its
-    own. Where a server's decoder takes WAV but not Ogg Opus (what asrbatch sends by default), the
-    Opus requests fail while the health check's WAV clip passes: the recording goes again as WAV,
+    own. Where a server's decoder takes WAV but not Ogg (Vorbis, what asrbatch sends by default),
+    the Ogg requests fail while the health check's WAV clip passes: the recording goes again as WAV,
     and the rest of the run sends WAV. The proxy answers Ogg uploads with the server's own answer
-    to undecodable audio, recorded first (this server decodes Opus)."""
+    to undecodable audio, recorded first (this server decodes Ogg Vorbis)."""
     garbage = b"OggS" + bytes(range(256)) * 8
     answer = requests.post(funasr_server.url + "/v1/audio/transcriptions", data={"model": "custom"},
                            files={"file": ("audio.ogg", garbage, "audio/ogg")}, timeout=60)
@@ -519,9 +519,10 @@ def test_audio_funasr_server_keeps_failing_on_goes_again_as_plain_wav(
         assert (out / f"call {index}.txt").read_text(encoding="utf-8").split(), index
     log = (out / ".asrbatch" / "asrbatch.log").read_text(encoding="utf-8")
     failed = log_events(log, "codec_failed")
-    # Two tries as Opus for each recording sent before the server was known to fail on Opus: the one
-    # in the slot and the one prepared ahead, whose tries take turns in it. Then WAV for every request.
-    assert {event["codec"] for event in failed} == {"opus"} and len(refused) == 2 * len(failed) <= 4
+    # Two tries as Vorbis (the default) for each recording sent before the server was known to fail on
+    # it: the one in the slot and the one prepared ahead, whose tries take turns in it. Then WAV for
+    # every request.
+    assert {event["codec"] for event in failed} == {"vorbis"} and len(refused) == 2 * len(failed) <= 4
     assert [event["codec"] for event in log_events(log, "codec_fallback")] == ["wav"]
     assert log_events(log, "health_check_passed")
     attempts = {event["path"]: int(event["attempts"]) for event in log_events(log, "file")}
