@@ -480,6 +480,10 @@ def render(cases: list[dict[str, Any]], wer_case: dict[str, Any], corpus: Corpus
         for other, codec in zip(others, OTHER_CODECS, strict=True):
             rows.append(f"| {where} | utilisation, asrbatch with `audio.codec: {codec}` ({other.mb_per_audio_hour:.0f} "
                         f"MB per audio hour) | {other.utilisation:.3f} | {seed.utilisation:.3f} | - | - | - |")
+        if data["slots"] == 1 and ours.median_gap is not None:
+            bound = ours.busy / (ours.busy + ours.requests * ours.median_gap)
+            rows.append(f"| {where} | utilisation with nothing idle but the median gap before each recognition "
+                        f"({1000 * ours.median_gap:.0f} ms, x {ours.requests} requests) | {bound:.3f} | - | - | - | - |")
         if data["slots"] == 1:
             wall_ratio = ours.wall / seed.wall
             bytes_ratio = ours.bytes_sent / seed.bytes_sent
@@ -528,24 +532,31 @@ How to read it:
   with one slot it cannot pass the server's busy time / the seed's wall time, so the wall-time target of
   0.75 x the seed's is only reachable where the seed keeps the server busy less than 75 % of the time.
 - Bytes are what the client process sent through its sockets (HTTP headers and bodies: uploads and calls).
-  The seed sends each file as it is, base64-inflated (4/3) in the call; asrbatch sends Ogg Opus at
-  32 kbit/s through `POST /upload`, outside the recognition slot.
+  The seed sends each file as it is, base64-inflated (4/3) in the call; asrbatch sends Ogg Vorbis at
+  about 32 kbit/s (its default) through `POST /upload`, outside the recognition slot.
 - "peak in progress" is the reference server's most requests inside its recognition function at once: it
   never exceeds the slots.  "idle slot s per request" is (wall x slots - busy) / requests: the slot time
-  each request cost beyond its recognition.
+  each request cost beyond its recognition.  "first recognition after s" is the time from the client's
+  start to the server's first engine run (the client starting, scanning, asking the server what it is,
+  decoding and sending the first recording); the "median gap" is, with one slot, the time between one
+  recognition's end and the next one's start, from the server's log: what the server did for the next
+  request before its engine started, and anything the client kept it waiting.
 - Where the idle time goes with one slot: uploads travel outside the slot, but what the server does per
   request before its engine starts happens inside it, and cannot overlap the previous recognition without
   a second request in the recognition function (more than its slots).  On Gradio 3 that is the
-  `/api/predict/` call itself, Gradio decoding the upload (pydub and ffmpeg; a WAV of 16 kHz is read
-  without ffmpeg) and writing it out again, and the reference server resampling what is not 16 kHz mono
-  (Opus decodes at 48 kHz) with ffmpeg.  asrbatch also sends more requests than the seed (the lecture
-  in chunks).  The `audio.codec: wav` rows show that cost: 16 kHz WAV needs neither ffmpeg run and keeps
-  the slot busy, for about nine times the bytes.  Each such step costs far more on a loaded machine.
+  `/api/predict/` call itself, Gradio decoding the upload (pydub runs ffprobe, then ffmpeg; a PCM WAV is
+  read without either) and writing it out again as WAV, and the reference server resampling what is not
+  16 kHz mono with ffmpeg: Vorbis decodes at 16 kHz, Opus always at 48 kHz (the `audio.codec: opus` rows).
+  asrbatch also sends more requests than the seed (the lecture in chunks).  The `audio.codec: wav` rows
+  show that cost: 16 kHz WAV needs no ffmpeg run on the server and keeps the slot busy, for about nine
+  times the bytes.  With a compressed codec the median gap is the floor: the "utilisation with nothing
+  idle but the median gap" row is what asrbatch would reach if it started instantly and never kept the
+  server waiting.  Each such step costs far more on a loaded machine.
 - With four slots those steps overlap across slots, and what limits the run is CPU: client and server
   share this machine's cores, and every request costs ffmpeg runs on both sides (decode and encode in
   the client, decode and resampling in the server).
 - WER: PocketSphinx (the sphinx engine, two slots) over the same corpus, transcripts against the text they
-  were spoken from, all words together; the seed sends the original files, asrbatch Opus chunks of the
+  were spoken from, all words together; the seed sends the original files, asrbatch Vorbis chunks of the
   decoded 16 kHz audio (the long lecture in chunks cut at pauses).
 
 Rerun: `sudo .venv/bin/python bench/network.py` (root for `ip netns`; writes this section, keeps the others).

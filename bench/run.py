@@ -286,6 +286,17 @@ class ClientRun:
         return 100 * self.cpu / self.audio_seconds
 
 
+def run_summary(arguments: Sequence[str], errors: str) -> str:
+    """The run's ``event=summary`` line: the last one in the log file of its ``-o`` folder (the console
+    speaks in words), else in what it printed (the seed baseline)."""
+    lines = errors.splitlines()
+    if "-o" in arguments:
+        log_file = Path(arguments[list(arguments).index("-o") + 1]) / ".asrbatch" / "asrbatch.log"
+        if log_file.exists():
+            lines = log_file.read_text(encoding="utf-8", errors="replace").splitlines()
+    return next((line for line in reversed(lines) if "event=summary" in line), "")
+
+
 def run_client(label: str, kind: str, target: str, arguments: Sequence[str], *, audio_seconds: float,
                env: dict[str, str] | None = None, workdir: Path, files: int = 0,
                measure_ffmpeg: bool = False) -> ClientRun:
@@ -312,7 +323,7 @@ def run_client(label: str, kind: str, target: str, arguments: Sequence[str], *, 
     if process.returncode != 0:
         raise RuntimeError(f"{label} exited {process.returncode}:\n{errors[-3000:]}")
     peaks = json.loads(report.read_text())
-    summary = next((line for line in errors.splitlines() if "event=summary" in line), "")
+    summary = run_summary(arguments, errors)
     result = ClientRun(label, wall, usage.ru_utime + usage.ru_stime, peaks["python_peak_mb"], audio_seconds,
                        summary=summary, extra={"files": files, "started_at": started_at, "ended_at": started_at + wall})
     if measure_ffmpeg:
@@ -690,18 +701,19 @@ there are slots, count in full.
 - The seed's approach keeps one request in flight, so on a server with four slots it cannot use more
   than a quarter of them.  At concurrency 1 over loopback it loses little: sending to 127.0.0.1 is
   almost free, and what remains idle is the server decoding its MP3, AAC and 44.1 kHz files between
-  recognitions.  asrbatch sends Ogg Opus chunks (`audio.codec: opus`, the default), which the server
+  recognitions.  asrbatch sends Ogg Vorbis chunks (`audio.codec: vorbis`, the default), which the server
   decodes with ffmpeg too before each recognition, inside the request's slot: over loopback that is
   most of asrbatch's idle time (with `audio.codec: wav` the server takes the 16 kHz WAV as it is: sending
-  WAV, before Opus was the default, asrbatch measured 0.979 and 0.964 on this benchmark).  Over a real network the seed's uploads add to its idle
-  time; asrbatch's happen while earlier requests are being recognised, and are a ninth of the bytes
-  (`bench/network.py`, below).
+  WAV, before a compressed codec was the default, asrbatch measured 0.979 and 0.964 on this benchmark;
+  with Ogg Opus, the default before Vorbis, which the server decodes at 48 kHz and resamples, 0.926 and
+  0.905).  Over a real network the seed's uploads add to its idle time; asrbatch's happen while earlier
+  requests are being recognised, and are a seventh of the bytes (`bench/network.py`, below).
 - The "idle" columns of the details split the slot time the server did not use: before its first
   recognition began (the client starting, scanning, probing and decoding the first recordings),
   between, and after the last recording began (fewer recordings left than slots).  The start and the
   end of a run count in full here, and weigh less in longer runs.
 - Client CPU: asrbatch probes, decodes and resamples every recording itself (ffprobe and ffmpeg),
-  encodes each chunk as Opus (ffmpeg) and writes a ledger; the baseline only reads and sends bytes.  The baseline's memory grows with the size
+  encodes each chunk as Vorbis (ffmpeg) and writes a ledger; the baseline only reads and sends bytes.  The baseline's memory grows with the size
   of the largest file, which it reads whole; asrbatch's does not grow with a recording's length.
 
 ## How it was measured

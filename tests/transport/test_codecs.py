@@ -28,7 +28,7 @@ from asrbatch.transport import CodecLadder, connect, send_audio
 from asrbatch.transport.codecs import refusal_kind
 from tests.support import speech
 from tests.support.faultproxy import FaultProxy, respond
-from tests.support.servers import ServerProcess
+from tests.support.servers import ServerProcess, start_server
 from tests.support.wer import wer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,6 +103,30 @@ def test_every_codec_is_recognised_by_every_gradio_generation(
         assert encoded.size < wav_bytes / 4  # about 32 kbit/s against 256, headers included  # 32 kbit/s against 256
     if codec == "original":
         assert encoded.path == recording and encoded.name == recording.name
+
+
+@pytest.fixture(scope="module", params=["funasr-ws", "openai"])
+def funasr_protocol_server(request: pytest.FixtureRequest,
+                           tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The reference server speaking one of FunASR's protocols: the runtime's WebSocket, or funasr-server's
+    OpenAI-compatible API."""
+    with start_server("3.50.2", protocol=request.param,
+                      log_dir=tmp_path_factory.mktemp(f"codecs-{request.param}")) as server:
+        yield server
+
+
+@pytest.mark.parametrize("codec", [c for c in audio.CODECS if c != "original"])
+def test_every_codec_is_recognised_over_funasrs_protocols(
+    funasr_protocol_server: ServerProcess, codec: str, recording: Path, tmp_path: Path,
+    settings_for: Callable[..., ServerConfig],
+) -> None:
+    """The runtime's WebSocket with ``send_format: file`` (the file goes as it is, ``wav_format`` its
+    extension, as the C++ server takes it) and the OpenAI-style upload both carry every codec."""
+    settings = settings_for(funasr_protocol_server.url, send_format="file")
+    with ladder(settings) as recognizer, chunk_audio(recording, tmp_path, codec=codec) as source:
+        recognition = send_audio(recognizer, source)
+        assert recognizer.codec == codec  # taken as it was sent: no fallback
+    assert wer(f"{FIRST} {SECOND}", recognition.text) <= WER_BOUND, recognition.text
 
 
 # -----------------------------------------------------------------------------------------------
