@@ -32,7 +32,6 @@ before its engine started, and whatever the client kept it waiting).
 from __future__ import annotations
 
 import argparse
-import datetime
 import itertools
 import json
 import os
@@ -57,6 +56,7 @@ sys.path.insert(0, str(REPO))
 
 import requests  # noqa: E402
 
+from bench import serverlog  # noqa: E402
 from tests.support import speech  # noqa: E402
 from tests.support.servers import ServerProcess, start_server  # noqa: E402
 from tests.support.wer import edit_distance, normalise  # noqa: E402
@@ -320,9 +320,6 @@ def run_client(label: str, kind: str, target: str, arguments: Sequence[str], ser
     return run
 
 
-RECOGNISED = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*event=recognize .*audio_s=([\d.]+) .*status=ok")
-
-
 def options_rtf(server: ServerProcess) -> float:
     """The simulate engine's seconds per audio second, from the server's command line (0 for sphinx)."""
     command = list(server.command)
@@ -332,19 +329,11 @@ def options_rtf(server: ServerProcess) -> float:
 def recognitions(server: ServerProcess, began: float, ended: float, rtf: float) -> list[tuple[float, float]]:
     """(start, end) of each recognition in the server's log between *began* and *ended*, in order.
 
-    A log line carries its recognition's end; with the simulate engine the start is the end minus
-    *rtf* x its audio.  The sphinx engine's runs are not timed this way (empty list).
+    The sphinx engine's runs are not timed this way (empty list).
     """
     if not rtf:
         return []
-    spans = []
-    for line in server.log_path.read_text(encoding="utf-8", errors="replace").splitlines():
-        match = RECOGNISED.match(line)
-        if match:
-            end = datetime.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
-            if began <= end <= ended + 1:
-                spans.append((end - rtf * float(match.group(2)), end))
-    return sorted(spans)
+    return serverlog.recognitions(server.log_path, began, ended, rtf)
 
 
 def asrbatch_client(corpus: Corpus, server: ServerProcess, slots: int, workdir: Path, label: str) -> ClientRun:

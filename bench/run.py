@@ -30,7 +30,6 @@ once (festival speech, ffmpeg) and kept in .cache/bench.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import platform
@@ -54,6 +53,7 @@ sys.path.insert(0, str(REPO))
 
 import requests  # noqa: E402
 
+from bench import serverlog  # noqa: E402
 from tests.support import speech  # noqa: E402
 from tests.support.servers import ServerProcess, gradio_python, start_server  # noqa: E402
 
@@ -350,9 +350,6 @@ def asrbatch_run(label: str, corpus: Corpus, servers: Sequence[ServerProcess], w
     return result
 
 
-RECOGNISED = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*event=recognize .*audio_s=([\d.]+) .*status=ok")
-
-
 def idle_breakdown(run: ClientRun, servers: Sequence[ServerProcess]) -> None:
     """Where a simulate run's idle slot time went, from the servers' logs: before the first recognition
     started, between, and after the last one started (fewer recordings left than slots).
@@ -361,14 +358,8 @@ def idle_breakdown(run: ClientRun, servers: Sequence[ServerProcess]) -> None:
     end minus SECONDS_PER_AUDIO_SECOND x its audio.
     """
     began, ended = run.extra["started_at"], run.extra["ended_at"]
-    spans = []
-    for server in servers:
-        for line in server.log_path.read_text(encoding="utf-8", errors="replace").splitlines():
-            match = RECOGNISED.match(line)
-            if match:
-                end = datetime.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
-                if began <= end <= ended + 1:
-                    spans.append((end - SECONDS_PER_AUDIO_SECOND * float(match.group(2)), end))
+    spans = [span for server in servers
+             for span in serverlog.recognitions(server.log_path, began, ended, SECONDS_PER_AUDIO_SECOND)]
     if not spans:
         return
     total = run.slots * (ended - began)
